@@ -25,3 +25,14 @@ class MigrationError(PgdagError):
         self.path = path
         self.line = line
         self.statement = statement
+
+
+class InvalidJobError(PgdagError, ValueError):
+    """A job (or its arguments) cannot be stored; nothing was written."""
+
+
+class JobNotFoundError(PgdagError, KeyError):
+    """No job has that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "job not found"

@@ -71,8 +71,9 @@ class MigrationReport:
 def validate_schema_name(schema: str) -> None:
     if not schema or "\x00" in schema:
         raise ConfigurationError(f"invalid schema name {schema!r}: empty or contains NUL")
-    if len(schema.encode()) > 63:
-        raise ConfigurationError(f"invalid schema name {schema!r}: longer than 63 bytes")
+    if len(schema.encode()) > 48:
+        # Notification channels are "<schema>.<what>" and PostgreSQL caps them at 63 bytes.
+        raise ConfigurationError(f"invalid schema name {schema!r}: longer than 48 bytes")
     if "$" in schema:
         # Function bodies are dollar-quoted; a '$' in the name could close them.
         raise ConfigurationError(f"invalid schema name {schema!r}: '$' is not allowed")

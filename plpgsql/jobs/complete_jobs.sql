@@ -1,0 +1,75 @@
+-- complete_jobs(p_worker, p_outcomes, p_now): record a batch of attempt outcomes.
+--
+-- p_outcomes: JSON array of {id, claims, outcome, result, error} where outcome is
+--   succeeded | failed | timeout | cancelled | released.
+-- An outcome applies only while the job is still running under that same claim
+-- (same worker, same claims count): a stale, duplicate or post-cancel completion
+-- changes nothing.
+-- Locks: the completed rows.
+-- Transitions: running -> succeeded; running -> retrying (failed/timeout, attempts
+-- left, scheduled_at = now + backoff) or failed (none left); running -> cancelled
+-- (cancelled, or a failure/release of a job whose cancel was requested);
+-- running -> pending (released: the attempt is given back).
+-- Returns the jobs it changed with their new state; notifies <schema>.done once
+-- when it changed any job.
+CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
+    p_worker text,
+    p_outcomes jsonb,
+    p_now timestamptz DEFAULT now()
+)
+RETURNS TABLE (id uuid, state text)
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    RETURN QUERY
+    WITH o AS (
+        SELECT *
+        FROM jsonb_to_recordset(p_outcomes) AS x(
+            id uuid, claims integer, outcome text, result jsonb, error jsonb
+        )
+    ),
+    decided AS (
+        SELECT
+            o.*,
+            CASE
+                WHEN o.outcome = 'succeeded' THEN 'succeeded'
+                WHEN o.outcome = 'cancelled' OR j.cancel_requested THEN 'cancelled'
+                WHEN o.outcome = 'released' THEN 'pending'
+                WHEN o.outcome IN ('failed', 'timeout') THEN
+                    CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'retrying' END
+            END AS new_state
+        FROM o
+        JOIN {{schema}}.jobs AS j ON j.id = o.id
+        WHERE j.state = 'running' AND j.claims = o.claims AND j.worker_id = p_worker
+    )
+    UPDATE {{schema}}.jobs AS j
+    SET state = d.new_state,
+        attempts = CASE WHEN d.outcome = 'released' THEN j.attempts - 1 ELSE j.attempts END,
+        result = CASE WHEN d.new_state = 'succeeded' THEN d.result END,
+        errors = CASE
+            WHEN d.error IS NULL THEN j.errors
+            ELSE j.errors || jsonb_build_array(
+                d.error || jsonb_build_object('attempt', j.attempts, 'at', p_now,
+                                              'outcome', d.outcome))
+        END,
+        scheduled_at = CASE
+            WHEN d.new_state = 'retrying' THEN p_now + make_interval(secs =>
+                least(j.retry_limit, j.retry_backoff * power(j.retry_factor, j.attempts - 1))
+                * (1 + j.retry_jitter * (2 * random() - 1)))
+            ELSE j.scheduled_at
+        END,
+        completed_at = CASE WHEN d.new_state IN ('succeeded', 'failed', 'cancelled') THEN p_now END,
+        lease_expires_at = NULL
+    FROM decided AS d
+    WHERE j.id = d.id AND d.new_state IS NOT NULL
+    RETURNING j.id, j.state;
+
+    -- notify waiters (wait_for_job) once per batch that changed anything
+    IF FOUND THEN
+        PERFORM pg_notify({{schema_literal}} || '.done', '');
+    END IF;
+END;
+$fn$;
+
+COMMENT ON FUNCTION {{schema}}.complete_jobs(text, jsonb, timestamptz) IS
+    'Apply a batch of attempt outcomes from p_worker; stale ones change nothing.';

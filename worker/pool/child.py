@@ -1,0 +1,294 @@
+"""One worker process: claim, run, complete, in a loop.
+
+- **Claiming** asks for as many jobs as there are free slots, in one call, when
+  at least half the slots are free (or none is busy), and only while the queues
+  may hold due work: after a short claim, the process waits for a notification
+  on ``<schema>.jobs`` or the poll interval.
+- **Completing**: outcomes accumulate while a flush is in flight and go in one
+  ``complete_jobs`` call as soon as the previous one returns; no fixed delay.
+- **Heartbeat**: renews the leases of the jobs held, learns of cancellations
+  missed by the listener, recovers jobs of lost processes, and notices the
+  death of the supervisor.
+- **Replacing itself**: a sync job past its timeout or cancelled cannot be
+  stopped (it is a thread), so the process reports that job, gives the other
+  jobs it holds back (``released``: no attempt lost), flushes, and exits with
+  :data:`EXIT_REPLACE`; the supervisor starts a fresh process.
+- **SIGTERM**: stop claiming, let running jobs finish within the grace period,
+  release the rest, flush, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from worker.listener import Listener
+from worker.pool.executor import Executor, Outcome, Running, error_info
+from worker.pool.logs import install_in_child
+from worker.queries import Queries
+
+log = logging.getLogger("pgdag.worker")
+
+EXIT_REPLACE = 75  # "replace me": a sync job had to be abandoned
+EXIT_STARTUP_FAILED = 76  # importing --import modules or connecting failed
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    dsn: str
+    schema: str
+    worker_id: str
+    queues: tuple[str, ...]
+    concurrency: int
+    imports: tuple[str, ...]
+    lease_seconds: float
+    poll_interval: float
+    grace_period: float
+    log_level: int
+    supervisor_pid: int
+
+
+def main(config: ChildConfig, log_queue: Any, ready: Any) -> None:
+    """Entry point of the child process (multiprocessing, spawn)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides on Ctrl-C
+    install_in_child(log_queue, config.log_level)
+    try:
+        for module in config.imports:
+            importlib.import_module(module)
+    except BaseException as exc:  # noqa: BLE001 - report any import failure
+        log.error("worker %s cannot import its modules: %s", config.worker_id, exc)
+        ready.put((config.worker_id, f"import failed: {exc!r}"))
+        _exit(EXIT_STARTUP_FAILED)
+    code = asyncio.run(Child(config, ready).run())
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Threads of abandoned sync jobs may still run: do not wait for them.
+    os._exit(code)
+
+
+class Child:
+    def __init__(self, config: ChildConfig, ready: Any) -> None:
+        self.config = config
+        self.queries = Queries(config.schema)
+        self._ready = ready
+        self._wake = asyncio.Event()
+        self._may_have_work = True
+        self._stopping = False
+        self._exit_code = 0
+        self._outcomes: list[Outcome] = []
+        self._flushed = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        self._threshold = max(1, config.concurrency // 2)
+        self._replacing = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> int:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self.executor = Executor(config.concurrency, self._on_outcome, self._replace)
+        try:
+            self.pool = AsyncConnectionPool(
+                config.dsn, min_size=3, max_size=3, kwargs={"autocommit": True}, open=False
+            )
+            await self.pool.open(wait=True, timeout=30)
+            self.listener = Listener(config.dsn, config.schema, ["jobs", "cancel"], self._notified)
+            await self.listener.start()
+        except (psycopg.Error, TimeoutError) as exc:
+            self._ready.put((config.worker_id, f"cannot connect: {exc}"))
+            return EXIT_STARTUP_FAILED
+        self._ready.put((config.worker_id, "ready"))
+        log.debug("worker %s ready (queues %s)", config.worker_id, ",".join(config.queues))
+        completer = asyncio.create_task(self._completer(), name="pgdag-completer")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="pgdag-heartbeat")
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            heartbeat.cancel()
+            await self._flush_all(completer)
+            await self.listener.stop()
+            await self.pool.close()
+            self.executor.shutdown()
+        return self._exit_code
+
+    def stop(self) -> None:
+        if not self._stopping:
+            log.info("worker %s stopping: no new jobs, draining", self.config.worker_id)
+        self._stopping = True
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        """After claiming stopped: wait up to the grace period (not when the
+        process is being replaced), then give back whatever still runs."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (0 if self._replacing else self.config.grace_period)
+        while self.executor.running and loop.time() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.05)
+        await self.executor.release_all()
+
+    # -- claiming ----------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        config = self.config
+        queues = list(config.queues)
+        while not self._stopping:
+            self._wake.clear()
+            free = config.concurrency - len(self.executor.running)
+            if self._may_have_work and (free >= self._threshold or not self.executor.running):
+                try:
+                    async with self.pool.connection() as conn:
+                        claimed = await self.queries.claim(
+                            conn, config.worker_id, queues, free, config.lease_seconds
+                        )
+                except psycopg.Error as exc:
+                    log.warning("claiming failed (%s); retrying", exc)
+                    await asyncio.sleep(1)
+                    continue
+                for job in claimed:
+                    self.executor.start(job)
+                if len(claimed) < free:
+                    self._may_have_work = False
+                if claimed:
+                    await asyncio.sleep(0)  # let the jobs start before claiming more
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), config.poll_interval)
+            if not self._wake.is_set():
+                self._may_have_work = True  # poll: scheduled jobs may have come due
+
+    def _notified(self, what: str, payload: str) -> None:
+        if what == "jobs":
+            if not payload or payload in self.config.queues:
+                self._may_have_work = True
+                self._wake.set()
+        elif what == "cancel":
+            if payload:
+                self._cancel(payload)
+            else:  # after a reconnect: anything may have been missed
+                self._may_have_work = True
+                self._wake.set()
+
+    def _cancel(self, job_id: str) -> None:
+        if job_id in self.executor.running:
+            log.info("cancelling job %s", job_id)
+            self.executor.interrupt(job_id, "cancelled")
+
+    # -- completing ------------------------------------------------------------
+
+    def _on_outcome(self, running: Running, result: Outcome) -> None:
+        self._outcomes.append(result)
+        self._flush_wanted.set()
+        free = self.config.concurrency - len(self.executor.running)
+        if free >= self._threshold or not self.executor.running:
+            self._wake.set()
+
+    async def _completer(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                await self._send(batch)
+            self._flushed.set()
+
+    async def _send(self, batch: list[Outcome]) -> None:
+        payload = _encode_outcomes(batch)
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    await self.queries.complete(conn, self.config.worker_id, payload)
+                return
+            except psycopg.OperationalError as exc:
+                # keep the outcomes: the leases hold the jobs until we get through
+                log.warning("completing %d jobs failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _flush_all(self, completer: asyncio.Task[None]) -> None:
+        while self._outcomes or self._flush_wanted.is_set():
+            self._flushed.clear()
+            self._flush_wanted.set()
+            await self._flushed.wait()
+        completer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await completer
+
+    # -- heartbeat ---------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        config = self.config
+        interval = max(0.2, min(config.lease_seconds / 3, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            if os.getppid() != config.supervisor_pid:
+                log.error("worker %s: supervisor is gone; exiting", config.worker_id)
+                os._exit(1)
+            held = [r.job.id for r in self.executor.running.values()]
+            try:
+                async with self.pool.connection() as conn:
+                    if held:
+                        for job_id in await self.queries.extend(
+                            conn, config.worker_id, held, config.lease_seconds
+                        ):
+                            self._cancel(str(job_id))
+                    await self.queries.recover(conn)
+            except psycopg.Error as exc:
+                log.warning("heartbeat failed (%s)", exc)
+
+    # -- replacing the process ---------------------------------------------------
+
+    def _replace(self, running: Running, why: str) -> None:
+        """A sync job timed out or was cancelled: its thread cannot be stopped."""
+        if self._replacing:
+            return
+        log.warning(
+            "job %s (%s) %s while running in a thread: replacing worker process %s",
+            running.job.id,
+            running.job.func,
+            "timed out" if why == "timeout" else "was cancelled",
+            self.config.worker_id,
+        )
+        self._replacing = True
+        self._exit_code = EXIT_REPLACE
+        self._stopping = True
+        self._wake.set()
+
+
+def _encode_outcomes(batch: list[Outcome]) -> str:
+    """JSON of a batch; a result that is not JSON turns its job into a failure."""
+    try:
+        return json.dumps(batch, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        fixed = []
+        for item in batch:
+            try:
+                json.dumps(item, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                error = error_info(exc)
+                error["message"] = f"the job's return value is not JSON-serialisable: {exc}"
+                error["type"] = "ResultNotJSON"
+                item = {k: v for k, v in item.items() if k != "result"}
+                item.update(outcome="failed", error=error)
+            fixed.append(item)
+        return json.dumps(fixed, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,94 @@
+"""The one place runtime code talks SQL: thin calls to the PL/pgSQL API.
+
+Every statement is composed once per schema with :mod:`psycopg.sql`; the
+functions they call live in ``plpgsql/`` and say there what they lock and which
+state transitions they make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection, Connection, sql
+from psycopg.rows import dict_row
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: UUID
+    claims: int
+    func: str
+    kwargs: dict[str, Any]
+    timeout: float | None
+    attempts: int
+    max_attempts: int
+
+
+class Queries:
+    def __init__(self, schema: str) -> None:
+        s = sql.Identifier(schema)
+
+        def q(text: str) -> sql.Composed:
+            return sql.SQL(text).format(s=s)
+
+        self.push_jobs = q("SELECT ord, existing_id FROM {s}.push_jobs(%s::jsonb)")
+        self.claim_jobs = q("SELECT * FROM {s}.claim_jobs(%s, %s, %s, %s)")
+        self.complete_jobs = q("SELECT id, state FROM {s}.complete_jobs(%s, %s::jsonb)")
+        self.extend_leases = q("SELECT id FROM {s}.extend_leases(%s, %s, %s)")
+        self.recover_jobs = q("SELECT id, state FROM {s}.recover_jobs(%s, %s)")
+        self.cancel_job = q("SELECT {s}.cancel_job(%s)")
+        self.get_jobs = q(
+            "SELECT id, func, kwargs, queue, priority, state, attempts, max_attempts, errors, "
+            "result, meta, unique_key, timeout_seconds AS timeout, created_at, scheduled_at, "
+            "started_at, completed_at, worker_id, cancel_requested "
+            "FROM {s}.jobs WHERE id = ANY(%s)"
+        )
+        self.job_states = q("SELECT id, state FROM {s}.jobs WHERE id = ANY(%s)")
+
+    async def push(self, conn: AsyncConnection, payload: str) -> list[tuple[int, UUID]]:
+        cur = await conn.execute(self.push_jobs, (payload,))
+        return await cur.fetchall()
+
+    def push_blocking(self, conn: Connection, payload: str) -> list[tuple[int, UUID]]:
+        """:meth:`push` on a synchronous connection of the caller's."""
+        return conn.execute(self.push_jobs, (payload,)).fetchall()
+
+    async def claim(
+        self, conn: AsyncConnection, worker: str, queues: list[str], limit: int, lease: float
+    ) -> list[Claimed]:
+        cur = await conn.execute(self.claim_jobs, (worker, queues, limit, lease))
+        return [Claimed(*row) for row in await cur.fetchall()]
+
+    async def complete(
+        self, conn: AsyncConnection, worker: str, payload: str
+    ) -> list[tuple[UUID, str]]:
+        cur = await conn.execute(self.complete_jobs, (worker, payload))
+        return await cur.fetchall()
+
+    async def extend(
+        self, conn: AsyncConnection, worker: str, ids: list[UUID], lease: float
+    ) -> list[UUID]:
+        cur = await conn.execute(self.extend_leases, (worker, ids, lease))
+        return [row[0] for row in await cur.fetchall() if row[0] is not None]
+
+    async def recover(
+        self, conn: AsyncConnection, worker: str | None = None, limit: int = 1000
+    ) -> list[tuple[UUID, str]]:
+        cur = await conn.execute(self.recover_jobs, (worker, limit))
+        return await cur.fetchall()
+
+    async def cancel(self, conn: AsyncConnection, job_id: UUID) -> str | None:
+        cur = await conn.execute(self.cancel_job, (job_id,))
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def jobs(self, conn: AsyncConnection, ids: list[UUID]) -> list[dict[str, Any]]:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.get_jobs, (ids,))
+            return await cur.fetchall()
+
+    async def states(self, conn: AsyncConnection, ids: list[UUID]) -> dict[UUID, str]:
+        cur = await conn.execute(self.job_states, (ids,))
+        return dict(await cur.fetchall())
