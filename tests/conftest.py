@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import harness
 import psycopg
 import pytest
 from psycopg import sql
+
+from worker import App
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,3 +59,31 @@ def fresh_schema(pg_dsn: str) -> Iterator[str]:
     yield name
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def clean_db(pg_dsn: str) -> str:
+    """This worker's database with the ``pgdag`` schema emptied (tables kept)."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT quote_ident(table_name) FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name NOT IN ('migrations', 'installed_functions')",
+            (harness.SCHEMA,),
+        ).fetchall()
+        if tables:
+            conn.execute(
+                sql.SQL("TRUNCATE {} CASCADE").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("{}.{}").format(sql.Identifier(harness.SCHEMA), sql.SQL(t[0]))
+                        for t in tables
+                    )
+                )
+            )
+    return pg_dsn
+
+
+@pytest.fixture
+async def app(clean_db: str) -> AsyncIterator[App]:
+    """An open App on an empty ``pgdag`` schema of this worker's database."""
+    async with App(clean_db, schema=harness.SCHEMA) as opened:
+        yield opened
