@@ -8,13 +8,14 @@ from worker.errors import (
     MigrationError,
     PgdagError,
 )
-from worker.job import IsAJob, Job, JobState, QueuedJob, Retry, job
+from worker.job import CurrentJob, IsAJob, Job, JobState, QueuedJob, Retry, current_job, job
 from worker.migrate import MigrationReport
 from worker.pool import Worker, WorkerStartupError
 
 __all__ = [
     "App",
     "ConfigurationError",
+    "CurrentJob",
     "InvalidJobError",
     "IsAJob",
     "Job",
@@ -27,5 +28,6 @@ __all__ = [
     "Retry",
     "Worker",
     "WorkerStartupError",
+    "current_job",
     "job",
 ]

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from worker.app import App
 from worker.errors import PgdagError
+from worker.logconfig import configure as configure_logging
+from worker.pool import Worker
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_args(migrate)
     migrate.set_defaults(handler=_migrate)
 
-    demo = commands.add_parser("demo", help="the main job: bring a server up and run the demo")
+    worker = commands.add_parser("worker", help="run a pool of worker processes")
+    _connection_args(worker)
+    worker.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    worker.add_argument(
+        "--queues", default="default", help="comma-separated queues to run (default: default)"
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=10, help="jobs each process runs at once (default 10)"
+    )
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module to import in every worker process (repeatable)",
+    )
+    worker.add_argument(
+        "--grace-period",
+        type=float,
+        default=30.0,
+        help="seconds running jobs get to finish on SIGTERM (default 30)",
+    )
+    worker.add_argument("--log-level", default="INFO")
+    worker.set_defaults(handler=_worker)
+
+    demo = commands.add_parser("demo", help="the main job: a worker pool running a demo batch")
     _connection_args(demo)
+    demo.add_argument("--jobs", type=int, default=20_000, help="size of the demo batch")
+    demo.add_argument("--processes", type=int, default=2)
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -40,14 +70,33 @@ async def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _worker(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
     async with App(args.dsn, schema=args.schema) as app:
-        report = await app.migrate()
-        print(report.summary())
+        pool = Worker(
+            app,
+            processes=args.processes,
+            queues=args.queues.split(","),
+            concurrency=args.concurrency,
+            imports=args.imports,
+            grace_period=args.grace_period,
+        )
+        await pool.run_until_signal()
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    configure_logging("WARNING")
+    async with App(args.dsn, schema=args.schema) as app:
+        print((await app.migrate()).summary())
         async with app.connection() as conn:
             cur = await conn.execute("SHOW server_version")
             row = await cur.fetchone()
-        print(f"PostgreSQL {row[0] if row else '?'} is up and schema {app.schema} is migrated.")
+        print(f"PostgreSQL {row[0] if row else '?'} is up; starting {args.processes} workers")
+        report = await run_demo(app, jobs=args.jobs, processes=args.processes)
+        print(report.summary())
     return 0
 
 

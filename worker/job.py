@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import enum
 import json
@@ -259,6 +260,26 @@ class QueuedJob:
     @property
     def is_final(self) -> bool:
         return self.state.is_final
+
+
+@dataclass(frozen=True)
+class CurrentJob:
+    """What a running job can know about itself (see :func:`current_job`)."""
+
+    id: str
+    func: str
+    attempt: int
+    max_attempts: int
+
+
+_current_job: contextvars.ContextVar[CurrentJob | None] = contextvars.ContextVar(
+    "pgdag_current_job", default=None
+)
+
+
+def current_job() -> CurrentJob | None:
+    """Inside a job run by a worker: its id, function and attempt; else None."""
+    return _current_job.get()
 
 
 def uuid7() -> str:

@@ -8,6 +8,7 @@ state transitions they make.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -46,6 +47,11 @@ class Queries:
             "FROM {s}.jobs WHERE id = ANY(%s)"
         )
         self.job_states = q("SELECT id, state FROM {s}.jobs WHERE id = ANY(%s)")
+        self.queue_counts = q(
+            "SELECT state, count(*) FROM {s}.jobs WHERE queue = %s AND created_at >= %s "
+            "GROUP BY state"
+        )
+        self.now = q("SELECT now()")
 
     async def push(self, conn: AsyncConnection, payload: str) -> list[tuple[int, UUID]]:
         cur = await conn.execute(self.push_jobs, (payload,))
@@ -92,3 +98,14 @@ class Queries:
     async def states(self, conn: AsyncConnection, ids: list[UUID]) -> dict[UUID, str]:
         cur = await conn.execute(self.job_states, (ids,))
         return dict(await cur.fetchall())
+
+    async def counts(self, conn: AsyncConnection, queue: str, since: datetime) -> dict[str, int]:
+        """Number of jobs of ``queue`` created since ``since``, by state."""
+        cur = await conn.execute(self.queue_counts, (queue, since))
+        return dict(await cur.fetchall())
+
+    async def server_now(self, conn: AsyncConnection) -> datetime:
+        cur = await conn.execute(self.now)
+        row = await cur.fetchone()
+        assert row is not None
+        return row[0]

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.pool.logs import current_job
+from worker.job import CurrentJob, _current_job
 from worker.pool.resolve import JobFunctionNotFound, resolve
 from worker.queries import Claimed
 
@@ -83,7 +83,7 @@ class Executor:
 
     async def _run_async(self, running: Running, func: Callable[..., Any]) -> None:
         job = running.job
-        current_job.set((str(job.id), job.func))
+        _current_job.set(_info(job))
         try:
             async with asyncio.timeout(job.timeout) as deadline:
                 value = await func(**job.kwargs)
@@ -103,7 +103,7 @@ class Executor:
     async def _run_sync(self, running: Running, func: Callable[..., Any]) -> None:
         job = running.job
         context = contextvars.copy_context()
-        context.run(current_job.set, (str(job.id), job.func))
+        context.run(_current_job.set, _info(job))
         timer: asyncio.TimerHandle | None = None
 
         def started() -> None:
@@ -177,3 +177,7 @@ class Executor:
 def _timed_out(job: Claimed) -> Outcome:
     message = f"job {job.func} timed out after {job.timeout:g}s"
     return outcome(job, "timeout", error={"type": "TimeoutError", "message": message})
+
+
+def _info(job: Claimed) -> CurrentJob:
+    return CurrentJob(str(job.id), job.func, job.attempts, job.max_attempts)

@@ -10,7 +10,6 @@ and ``job_func`` (from a context variable the executor sets).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import multiprocessing
 import multiprocessing.queues
@@ -19,9 +18,7 @@ from typing import Any
 
 from multiprocessing_logging import MultiProcessingHandler
 
-current_job: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "pgdag_current_job", default=None
-)
+from worker.job import current_job
 
 
 class JobContext(logging.Filter):
@@ -29,8 +26,8 @@ class JobContext(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "job_id"):
-            running = current_job.get()
-            record.job_id, record.job_func = running if running else ("-", "-")
+            running = current_job()
+            record.job_id, record.job_func = (running.id, running.func) if running else ("-", "-")
         return True
 
 

@@ -1,0 +1,91 @@
+"""The main job (``pgdag demo``): a pool of worker processes running a demo
+batch on the embedded PostgreSQL (or the server named by ``--dsn``/``$PGDAG_DSN``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from worker.app import App
+from worker.job import current_job, job
+from worker.pool import Worker
+from worker.progress import Progress
+
+log = logging.getLogger("pgdag.demo")
+
+QUEUE = "demo"
+
+
+@job(queue=QUEUE)
+async def noop(i: int) -> int:
+    """The batch: as small as a job gets, so the queue itself is measured."""
+    return i
+
+
+@job(queue=QUEUE)
+def greet(name: str) -> str:
+    """A synchronous job (runs in a thread of a worker process) that logs."""
+    logging.getLogger("pgdag.demo").info("hello, %s", name)
+    return f"hello, {name}"
+
+
+@job(queue=QUEUE, max_attempts=3)
+async def flaky(fail_times: int, attempt_marker: str) -> str:
+    """Fails ``fail_times`` times, then succeeds: shows retries with backoff."""
+    running = current_job()
+    attempt = running.attempt if running else 1
+    if attempt <= fail_times:
+        raise RuntimeError(f"{attempt_marker}: failing on purpose (attempt {attempt})")
+    return f"succeeded on attempt {attempt}"
+
+
+@dataclass
+class DemoReport:
+    jobs: int
+    push_seconds: float
+    drain_seconds: float
+    states: dict[str, int]
+
+    def summary(self) -> str:
+        return (
+            f"{self.jobs:,} jobs: pushed in {self.push_seconds:.2f}s "
+            f"({self.jobs / self.push_seconds:,.0f} jobs/s), run in {self.drain_seconds:.2f}s "
+            f"({self.jobs / self.drain_seconds:,.0f} jobs/s); final states: "
+            + ", ".join(f"{state} {count:,}" for state, count in sorted(self.states.items()))
+        )
+
+
+async def run_demo(app: App, *, jobs: int = 20_000, processes: int = 2) -> DemoReport:
+    async with Worker(app, processes=processes, queues=[QUEUE], concurrency=100) as _pool:
+        greeting = await app.push(greet.job.with_kwargs(name="pgdag"))
+        retried = await app.push(
+            flaky.job.with_kwargs(fail_times=2, attempt_marker="flaky demo").with_retry(
+                backoff=0.05, jitter=0
+            )
+        )
+        done = await app.wait_for_job(greeting, timeout=60)
+        print(f"sync job greet: {done.state} -> {done.result!r}")
+        done = await app.wait_for_job(retried, timeout=60)
+        print(
+            f"async job flaky: {done.state} after {done.attempts} attempts "
+            f"({len(done.errors)} errors recorded) -> {done.result!r}"
+        )
+
+        async with app.connection() as conn:
+            since = await app.queries.server_now(conn)
+        started = time.perf_counter()
+        await app.push_many(noop.job.with_kwargs(i=i) for i in range(jobs))
+        pushed = time.perf_counter()
+        progress = Progress(jobs, "running demo batch")
+        while True:
+            async with app.connection() as conn:
+                counts = await app.queries.counts(conn, QUEUE, since)
+            finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+            progress.update(finished)
+            if finished >= jobs:
+                break
+            await asyncio.sleep(0.1)
+        drained = time.perf_counter()
+    return DemoReport(jobs, pushed - started, drained - pushed, counts)
