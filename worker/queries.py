@@ -52,6 +52,10 @@ class Queries:
             "GROUP BY state"
         )
         self.now = q("SELECT now()")
+        self.batch_span_query = q(
+            "SELECT extract(epoch FROM max(completed_at) - min(created_at)) "
+            "FROM {s}.jobs WHERE queue = %s AND created_at >= %s"
+        )
 
     async def push(self, conn: AsyncConnection, payload: str) -> list[tuple[int, UUID]]:
         cur = await conn.execute(self.push_jobs, (payload,))
@@ -109,3 +113,11 @@ class Queries:
         row = await cur.fetchone()
         assert row is not None
         return row[0]
+
+    async def batch_span(self, conn: AsyncConnection, queue: str, since: datetime) -> float:
+        """Seconds from the first creation to the last completion of the jobs
+        of ``queue`` created since ``since`` (PostgreSQL's clock; benchmarks)."""
+        cur = await conn.execute(self.batch_span_query, (queue, since))
+        row = await cur.fetchone()
+        assert row is not None and row[0] is not None
+        return float(row[0])

@@ -1,0 +1,22 @@
+"""python -m bench <benchmark> [options]; -h lists them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bench import jobs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="benchmark", required=True)
+    jobs.add_arguments(commands.add_parser("jobs", help=jobs.__doc__.splitlines()[0]))
+    args = parser.parse_args()
+    runner = {"jobs": jobs.main}[args.benchmark]
+    return asyncio.run(runner(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
