@@ -5,9 +5,11 @@
 -- An outcome applies only while the job is still running under that same claim
 -- (same worker, same claims count): a stale, duplicate or post-cancel completion
 -- changes nothing.
--- Locks: the completed rows.
+-- Locks: the completed rows (FOR UPDATE before deciding, so a concurrent change
+-- of the row, e.g. a recovery and a new claim, is seen).
 -- Transitions: running -> succeeded; running -> retrying (failed/timeout, attempts
--- left, scheduled_at = now + backoff) or failed (none left); running -> cancelled
+-- left, scheduled_at = now + min(limit, backoff * factor^(attempt-1)) +- jitter) or
+-- failed (none left); running -> cancelled
 -- (cancelled, or a failure/release of a job whose cancel was requested);
 -- running -> pending (released: the attempt is given back).
 -- Returns the jobs it changed with their new state; notifies <schema>.done once
@@ -41,6 +43,10 @@ BEGIN
         FROM o
         JOIN {{schema}}.jobs AS j ON j.id = o.id
         WHERE j.state = 'running' AND j.claims = o.claims AND j.worker_id = p_worker
+        -- lock here, not only in the UPDATE below: a row changed meanwhile (recovered
+        -- and claimed again, cancel requested) is then checked and decided on its
+        -- newest version, where the UPDATE alone would recheck only its own WHERE
+        FOR UPDATE OF j
     )
     UPDATE {{schema}}.jobs AS j
     SET state = d.new_state,
@@ -54,7 +60,15 @@ BEGIN
         END,
         scheduled_at = CASE
             WHEN d.new_state = 'retrying' THEN p_now + make_interval(secs =>
-                least(j.retry_limit, j.retry_backoff * power(j.retry_factor, j.attempts - 1))
+                CASE
+                    WHEN j.retry_backoff = 0 OR j.retry_limit = 0 THEN 0
+                    -- compared in logarithms: factor^(attempts-1) overflows a double
+                    -- (an error) long before a job that retries "forever" runs out
+                    WHEN (j.attempts - 1) * ln(j.retry_factor)
+                         >= ln(j.retry_limit) - ln(j.retry_backoff) THEN j.retry_limit
+                    ELSE least(j.retry_limit,
+                               j.retry_backoff * power(j.retry_factor, j.attempts - 1))
+                END
                 * (1 + j.retry_jitter * (2 * random() - 1)))
             ELSE j.scheduled_at
         END,

@@ -2,8 +2,8 @@
 -- process: push back the lease deadline of the running jobs it holds.
 -- Locks: those rows, SKIP LOCKED (a row being completed right now needs no lease).
 -- Transitions: none.
--- Returns the held jobs whose cancellation was requested, so a process that missed
--- the notification still stops them.
+-- Returns the ids of the held jobs whose cancellation was requested (only those), so
+-- a process that missed the notification still stops them.
 CREATE OR REPLACE FUNCTION {{schema}}.extend_leases(
     p_worker text,
     p_ids uuid[],
@@ -20,12 +20,15 @@ BEGIN
         FROM {{schema}}.jobs AS h
         WHERE h.id = ANY (p_ids) AND h.state = 'running' AND h.worker_id = p_worker
         FOR UPDATE SKIP LOCKED
+    ),
+    extended AS (
+        UPDATE {{schema}}.jobs AS j
+        SET lease_expires_at = p_now + make_interval(secs => p_lease_seconds)
+        FROM held
+        WHERE j.id = held.id
+        RETURNING j.id, j.cancel_requested
     )
-    UPDATE {{schema}}.jobs AS j
-    SET lease_expires_at = p_now + make_interval(secs => p_lease_seconds)
-    FROM held
-    WHERE j.id = held.id
-    RETURNING CASE WHEN j.cancel_requested THEN j.id END;
+    SELECT e.id FROM extended AS e WHERE e.cancel_requested;
 END;
 $fn$;
 
