@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-level", default="INFO")
     worker.set_defaults(handler=_worker)
 
+    from worker.plugins.workflow.cli import add_commands as add_workflow_commands
+
+    add_workflow_commands(commands, _connection_args)
+
     demo = commands.add_parser("demo", help="the main job: a worker pool running a demo batch")
     _connection_args(demo)
     demo.add_argument("--jobs", type=int, default=20_000, help="size of the demo batch")

@@ -110,7 +110,9 @@ async def migrate(
         installed = dict(await cur.fetchall())
         changed: list[str] = []
         for function in functions:
-            if installed.get(function.key) == function.checksum:
+            # After a migration every function is installed again: a migration may
+            # have dropped one (to change its signature) or changed what it reads.
+            if not done and installed.get(function.key) == function.checksum:
                 continue
             await _run_file(conn, function, schema)
             await conn.execute(

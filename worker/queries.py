@@ -52,6 +52,29 @@ class Queries:
             "GROUP BY state"
         )
         self.now = q("SELECT now()")
+        self.push_workflow_query = q("SELECT {s}.push_workflow(%s::jsonb)")
+        self.advance_workflows_query = q(
+            "SELECT advanced, skipped, enqueued FROM {s}.advance_workflows(%s, now(), %s)"
+        )
+        self.fetch_workflows_query = q(
+            "SELECT w.id, w.name, w.state, w.created_at, w.updated_at, w.completed_at, "
+            "(SELECT coalesce(jsonb_agg(jsonb_build_object("
+            "'step_id', s.step_id, 'job', s.job, 'dependencies', s.dependencies, "
+            "'state', s.state, 'job_id', s.job_id, 'started_at', s.started_at, "
+            "'completed_at', s.completed_at) ORDER BY s.position), '[]') "
+            "FROM {s}.workflow_steps AS s WHERE s.workflow_id = w.id) AS steps "
+            "FROM {s}.workflows AS w "
+            "WHERE (%(states)s::text[] IS NULL OR w.state = ANY(%(states)s)) "
+            "AND (%(ids)s::uuid[] IS NULL OR w.id = ANY(%(ids)s)) "
+            "ORDER BY w.created_at DESC, w.id DESC LIMIT %(limit)s"
+        )
+        self.workflow_states_query = q("SELECT id, state FROM {s}.workflows WHERE id = ANY(%s)")
+        self.step_timings_query = q(
+            "SELECT step_id, started_at, completed_at FROM {s}.workflow_steps "
+            "WHERE workflow_id = %s"
+        )
+        self.nudge_workflow = q("INSERT INTO {s}.workflow_events (workflow_id) VALUES (%s)")
+        self._schema = s
         self.batch_span_query = q(
             "SELECT extract(epoch FROM max(completed_at) - min(created_at)) "
             "FROM {s}.jobs WHERE queue = %s AND created_at >= %s"
@@ -121,3 +144,53 @@ class Queries:
         row = await cur.fetchone()
         assert row is not None and row[0] is not None
         return float(row[0])
+
+    async def push_workflow(self, conn: AsyncConnection, payload: str) -> UUID:
+        cur = await conn.execute(self.push_workflow_query, (payload,))
+        row = await cur.fetchone()
+        assert row is not None
+        return row[0]
+
+    async def advance_workflows(
+        self, conn: AsyncConnection, limit: int, ids: list[UUID] | None = None
+    ) -> tuple[int, int, int]:
+        """(advanced, skipped, enqueued) of one advance_workflows call."""
+        cur = await conn.execute(self.advance_workflows_query, (limit, ids))
+        row = await cur.fetchone()
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    async def fetch_workflows(
+        self,
+        conn: AsyncConnection,
+        *,
+        states: list[str] | None,
+        ids: list[UUID] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                self.fetch_workflows_query, {"states": states, "ids": ids, "limit": limit}
+            )
+            return await cur.fetchall()
+
+    async def workflow_states(self, conn: AsyncConnection, ids: list[UUID]) -> dict[UUID, str]:
+        cur = await conn.execute(self.workflow_states_query, (ids,))
+        return dict(await cur.fetchall())
+
+    async def delete_finished_workflows(
+        self, conn: AsyncConnection, rule: sql.Composable, batch: int
+    ) -> int:
+        """Delete up to ``batch`` completed or failed workflows matching ``rule``."""
+        query = sql.SQL(
+            "DELETE FROM {s}.workflows WHERE id IN (SELECT id FROM {s}.workflows "
+            "WHERE state IN ('completed', 'failed') AND {rule} LIMIT {batch})"
+        ).format(s=self._schema, rule=rule, batch=sql.Literal(batch))
+        cur = await conn.execute(query)
+        return cur.rowcount
+
+    async def step_timings(
+        self, conn: AsyncConnection, workflow_id: str
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        cur = await conn.execute(self.step_timings_query, (UUID(workflow_id),))
+        return {step: (started, completed) for step, started, completed in await cur.fetchall()}

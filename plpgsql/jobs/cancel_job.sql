@@ -4,7 +4,8 @@
 -- and <schema>.cancel is notified with the id, the owning process interrupts the job
 -- and reports it cancelled (recover_jobs cancels it if the owner is gone).
 -- Returns the job's state after the call ('running' while the owner stops it), or
--- NULL for an unknown id. Finished jobs are left as they are.
+-- NULL for an unknown id. Finished jobs are left as they are. A workflow step follows
+-- its job (_sync_steps): a cancelled step fails its workflow.
 CREATE OR REPLACE FUNCTION {{schema}}.cancel_job(p_id uuid, p_now timestamptz DEFAULT now())
 RETURNS text
 LANGUAGE plpgsql
@@ -17,6 +18,7 @@ BEGIN
         UPDATE {{schema}}.jobs
         SET state = 'cancelled', completed_at = p_now, cancel_requested = true
         WHERE id = p_id;
+        PERFORM {{schema}}._sync_steps(ARRAY[p_id], p_now);
         PERFORM pg_notify({{schema_literal}} || '.done', '');
         RETURN 'cancelled';
     ELSIF v_state = 'running' THEN

@@ -1,8 +1,10 @@
 -- claim_jobs(p_worker, p_queues, p_limit, p_lease_seconds, p_now): take up to
 -- p_limit due jobs of the given queues, highest priority first, then first due.
--- Locks: the claimed rows (FOR UPDATE SKIP LOCKED: claimers never wait on each other).
+-- Locks: the claimed rows (FOR UPDATE SKIP LOCKED: claimers never wait on each other),
+-- their workflow steps, and a workflow row when its first step starts.
 -- Transitions: pending/retrying -> running; attempts and claims +1, the claim records
--- the worker and a lease deadline that extend_leases renews.
+-- the worker and a lease deadline that extend_leases renews. A workflow step's state
+-- follows its job's; its workflow goes pending -> running with its first step.
 CREATE OR REPLACE FUNCTION {{schema}}.claim_jobs(
     p_worker text,
     p_queues text[],
@@ -27,17 +29,36 @@ BEGIN
         ORDER BY c.priority DESC, c.scheduled_at, c.id
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE {{schema}}.jobs AS j
+        SET state = 'running',
+            attempts = j.attempts + 1,
+            claims = j.claims + 1,
+            worker_id = p_worker,
+            started_at = p_now,
+            lease_expires_at = p_now + make_interval(secs => p_lease_seconds)
+        FROM picked
+        WHERE j.id = picked.id
+        RETURNING j.id, j.claims, j.func, j.kwargs, j.timeout_seconds, j.attempts,
+                  j.max_attempts, j.workflow_id, j.step_id
+    ),
+    -- workflow steps follow their jobs; a workflow starts running with its first step
+    steps AS (
+        UPDATE {{schema}}.workflow_steps AS s
+        SET state = 'running', started_at = coalesce(s.started_at, p_now)
+        FROM claimed AS c
+        WHERE c.workflow_id IS NOT NULL
+          AND s.workflow_id = c.workflow_id AND s.step_id = c.step_id
+        RETURNING s.workflow_id
+    ),
+    started AS (
+        UPDATE {{schema}}.workflows AS w
+        SET state = 'running', updated_at = p_now
+        WHERE w.state = 'pending' AND w.id IN (SELECT st.workflow_id FROM steps AS st)
     )
-    UPDATE {{schema}}.jobs AS j
-    SET state = 'running',
-        attempts = j.attempts + 1,
-        claims = j.claims + 1,
-        worker_id = p_worker,
-        started_at = p_now,
-        lease_expires_at = p_now + make_interval(secs => p_lease_seconds)
-    FROM picked
-    WHERE j.id = picked.id
-    RETURNING j.id, j.claims, j.func, j.kwargs, j.timeout_seconds, j.attempts, j.max_attempts;
+    SELECT c.id, c.claims, c.func, c.kwargs, c.timeout_seconds, c.attempts, c.max_attempts
+    FROM claimed AS c;
 END;
 $fn$;
 

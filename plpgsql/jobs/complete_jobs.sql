@@ -11,15 +11,17 @@
 -- left, scheduled_at = now + min(limit, backoff * factor^(attempt-1)) +- jitter) or
 -- failed (none left); running -> cancelled
 -- (cancelled, or a failure/release of a job whose cancel was requested);
--- running -> pending (released: the attempt is given back).
--- Returns the jobs it changed with their new state; notifies <schema>.done once
--- when it changed any job.
+-- running -> pending (released: the attempt is given back, unless it ends cancelled).
+-- A workflow step's state follows its job's; a step reaching a final state queues a
+-- workflow_events row for advance_workflows (which the caller runs next).
+-- Returns the jobs it changed with their new state and workflow; notifies
+-- <schema>.done once when it changed any job.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
     p_worker text,
     p_outcomes jsonb,
     p_now timestamptz DEFAULT now()
 )
-RETURNS TABLE (id uuid, state text)
+RETURNS TABLE (id uuid, state text, workflow_id uuid)
 LANGUAGE plpgsql
 AS $fn$
 BEGIN
@@ -47,36 +49,56 @@ BEGIN
         -- and claimed again, cancel requested) is then checked and decided on its
         -- newest version, where the UPDATE alone would recheck only its own WHERE
         FOR UPDATE OF j
+    ),
+    done AS (
+        UPDATE {{schema}}.jobs AS j
+        SET state = d.new_state,
+            attempts = CASE WHEN d.new_state = 'pending' THEN j.attempts - 1 ELSE j.attempts END,
+            result = CASE WHEN d.new_state = 'succeeded' THEN d.result END,
+            errors = CASE
+                WHEN d.error IS NULL THEN j.errors
+                ELSE j.errors || jsonb_build_array(
+                    d.error || jsonb_build_object('attempt', j.attempts, 'at', p_now,
+                                                  'outcome', d.outcome))
+            END,
+            scheduled_at = CASE
+                WHEN d.new_state = 'retrying' THEN p_now + make_interval(secs =>
+                    CASE
+                        WHEN j.retry_backoff = 0 OR j.retry_limit = 0 THEN 0
+                        -- compared in logarithms: factor^(attempts-1) overflows a double
+                        -- (an error) long before a job that retries "forever" runs out
+                        WHEN (j.attempts - 1) * ln(j.retry_factor)
+                             >= ln(j.retry_limit) - ln(j.retry_backoff) THEN j.retry_limit
+                        ELSE least(j.retry_limit,
+                                   j.retry_backoff * power(j.retry_factor, j.attempts - 1))
+                    END
+                    * (1 + j.retry_jitter * (2 * random() - 1)))
+                ELSE j.scheduled_at
+            END,
+            completed_at = CASE WHEN d.new_state IN ('succeeded', 'failed', 'cancelled') THEN p_now END,
+            lease_expires_at = NULL
+        FROM decided AS d
+        WHERE j.id = d.id AND d.new_state IS NOT NULL
+        RETURNING j.id, j.state, j.workflow_id, j.step_id
+    ),
+    -- workflow steps: the step mirrors its job; a final state is an event for
+    -- advance_workflows (an insert: no hot workflow row on a wide fan-out)
+    steps AS (
+        UPDATE {{schema}}.workflow_steps AS s
+        SET state = x.state,
+            completed_at = CASE WHEN x.state IN ('succeeded', 'failed', 'cancelled') THEN p_now END
+        FROM done AS x
+        WHERE x.workflow_id IS NOT NULL
+          AND s.workflow_id = x.workflow_id AND s.step_id = x.step_id
+        RETURNING s.workflow_id, s.step_id, s.state
+    ),
+    events AS (
+        INSERT INTO {{schema}}.workflow_events (workflow_id, step_id, state)
+        SELECT st.workflow_id, st.step_id, st.state
+        FROM steps AS st
+        WHERE st.state IN ('succeeded', 'failed', 'cancelled')
     )
-    UPDATE {{schema}}.jobs AS j
-    SET state = d.new_state,
-        attempts = CASE WHEN d.outcome = 'released' THEN j.attempts - 1 ELSE j.attempts END,
-        result = CASE WHEN d.new_state = 'succeeded' THEN d.result END,
-        errors = CASE
-            WHEN d.error IS NULL THEN j.errors
-            ELSE j.errors || jsonb_build_array(
-                d.error || jsonb_build_object('attempt', j.attempts, 'at', p_now,
-                                              'outcome', d.outcome))
-        END,
-        scheduled_at = CASE
-            WHEN d.new_state = 'retrying' THEN p_now + make_interval(secs =>
-                CASE
-                    WHEN j.retry_backoff = 0 OR j.retry_limit = 0 THEN 0
-                    -- compared in logarithms: factor^(attempts-1) overflows a double
-                    -- (an error) long before a job that retries "forever" runs out
-                    WHEN (j.attempts - 1) * ln(j.retry_factor)
-                         >= ln(j.retry_limit) - ln(j.retry_backoff) THEN j.retry_limit
-                    ELSE least(j.retry_limit,
-                               j.retry_backoff * power(j.retry_factor, j.attempts - 1))
-                END
-                * (1 + j.retry_jitter * (2 * random() - 1)))
-            ELSE j.scheduled_at
-        END,
-        completed_at = CASE WHEN d.new_state IN ('succeeded', 'failed', 'cancelled') THEN p_now END,
-        lease_expires_at = NULL
-    FROM decided AS d
-    WHERE j.id = d.id AND d.new_state IS NOT NULL
-    RETURNING j.id, j.state;
+    SELECT x.id, x.state, x.workflow_id FROM done AS x;
 
     -- notify waiters (wait_for_job) once per batch that changed anything
     IF FOUND THEN

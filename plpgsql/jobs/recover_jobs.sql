@@ -3,7 +3,8 @@
 -- worker (its supervisor saw the process die).
 -- Locks: up to p_limit such rows, SKIP LOCKED (any process may call this at any time).
 -- Transitions: running -> pending (the attempt counts), running -> failed with error
--- "worker lost" when no attempt is left, running -> cancelled when a cancel was requested.
+-- "worker lost" when no attempt is left, running -> cancelled when a cancel was requested;
+-- their workflow steps follow (_sync_steps).
 CREATE OR REPLACE FUNCTION {{schema}}.recover_jobs(
     p_worker text DEFAULT NULL,
     p_limit integer DEFAULT 1000,
@@ -53,6 +54,7 @@ BEGIN
     FROM recovered AS r;
 
     IF v_ids IS NOT NULL THEN
+        PERFORM {{schema}}._sync_steps(v_ids, p_now);
         PERFORM pg_notify({{schema_literal}} || '.done', '');
         PERFORM pg_notify({{schema_literal}} || '.jobs', q) FROM unnest(v_queues) AS q;
     END IF;

@@ -1,0 +1,75 @@
+-- _enqueue_ready(p_ids, p_now): create the job of every ready step of the given
+-- workflows (remaining_deps = 0, no job yet, workflow neither failed nor completed).
+-- Callers hold the rows of those workflows locked (push_workflow, advance_workflows).
+-- Locks: the new job rows and the steps it links to them.
+-- Transitions: step gets its job_id (state stays pending, as its job's).
+-- A step whose job cannot be inserted because an unrelated unfinished job holds its
+-- unique_key is not linked to that job: it stays ready and its workflow is looked at
+-- again a second later (an event with available_at in the future).
+-- Returns the number of jobs created; notifies <schema>.jobs once per queue.
+CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(p_ids uuid[], p_now timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_created integer;
+    v_queues text[];
+BEGIN
+    WITH ready AS (
+        SELECT s.workflow_id, s.step_id, s.job
+        FROM {{schema}}.workflow_steps AS s
+        JOIN {{schema}}.workflows AS w ON w.id = s.workflow_id
+        WHERE s.workflow_id = ANY (p_ids)
+          AND s.job_id IS NULL
+          AND s.remaining_deps = 0
+          AND w.state IN ('pending', 'running')
+    ),
+    created AS (
+        INSERT INTO {{schema}}.jobs (
+            id, func, queue, kwargs, meta, priority, max_attempts, timeout_seconds,
+            retry_backoff, retry_factor, retry_limit, retry_jitter, unique_key,
+            scheduled_at, created_at, workflow_id, step_id
+        )
+        SELECT
+            gen_random_uuid(), r.job ->> 'func', coalesce(r.job ->> 'queue', 'default'),
+            coalesce(r.job -> 'kwargs', '{}'), coalesce(r.job -> 'meta', '{}'),
+            coalesce((r.job ->> 'priority')::integer, 0),
+            coalesce((r.job ->> 'max_attempts')::integer, 1),
+            (r.job ->> 'timeout')::double precision,
+            coalesce((r.job -> 'retry' ->> 'backoff')::double precision, 1),
+            coalesce((r.job -> 'retry' ->> 'factor')::double precision, 2),
+            coalesce((r.job -> 'retry' ->> 'limit')::double precision, 300),
+            coalesce((r.job -> 'retry' ->> 'jitter')::double precision, 0.1),
+            r.job ->> 'unique_key',
+            greatest(coalesce((r.job ->> 'scheduled_at')::timestamptz, p_now), p_now),
+            p_now, r.workflow_id, r.step_id
+        FROM ready AS r
+        ORDER BY r.workflow_id, r.step_id
+        ON CONFLICT DO NOTHING
+        RETURNING id, workflow_id, step_id, queue, scheduled_at
+    ),
+    linked AS (
+        UPDATE {{schema}}.workflow_steps AS s
+        SET job_id = c.id
+        FROM created AS c
+        WHERE s.workflow_id = c.workflow_id AND s.step_id = c.step_id
+    )
+    SELECT count(*)::integer, array_agg(DISTINCT c.queue) FILTER (WHERE c.scheduled_at <= p_now)
+    INTO v_created, v_queues
+    FROM created AS c;
+
+    PERFORM pg_notify({{schema_literal}} || '.jobs', q) FROM unnest(v_queues) AS q;
+
+    -- blocked by a unique_key held elsewhere: look again later
+    INSERT INTO {{schema}}.workflow_events (workflow_id, available_at)
+    SELECT DISTINCT s.workflow_id, p_now + interval '1 second'
+    FROM {{schema}}.workflow_steps AS s
+    JOIN {{schema}}.workflows AS w ON w.id = s.workflow_id
+    WHERE s.workflow_id = ANY (p_ids)
+      AND s.job_id IS NULL
+      AND s.remaining_deps = 0
+      AND w.state IN ('pending', 'running');
+
+    RETURN v_created;
+END;
+$fn$;

@@ -1,0 +1,270 @@
+"""Workflow advancement in SQL, driven step by step (no worker processes)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from worker.plugins.workflow import Workflow
+
+W = "w1"
+
+
+def job_def(func: str = "m.f", **extra: Any) -> dict[str, Any]:
+    return {"func": func, "kwargs": {}, "queue": "default", **extra}
+
+
+def push(conn: psycopg.Connection, steps: list[tuple[str, list[str]]], **job: Any) -> str:
+    wid = str(uuid.uuid4())
+    payload = {
+        "id": wid,
+        "name": "wf",
+        "steps": [{"step_id": s, "job": job_def(**job), "dependencies": deps} for s, deps in steps],
+    }
+    conn.execute("SELECT pgdag.push_workflow(%s::jsonb)", (json.dumps(payload),))
+    return wid
+
+
+def claim(conn: psycopg.Connection, limit: int = 100) -> dict[str, tuple[str, int]]:
+    """step_id -> (job id, claims) of every claimed job of a workflow."""
+    rows = conn.execute(
+        "SELECT c.id, c.claims, j.step_id FROM pgdag.claim_jobs(%s, %s, %s, 60) AS c "
+        "JOIN pgdag.jobs AS j ON j.id = c.id",
+        (W, ["default"], limit),
+    ).fetchall()
+    return {step: (str(job_id), claims) for job_id, claims, step in rows}
+
+
+def complete(
+    conn: psycopg.Connection, claimed: dict[str, tuple[str, int]], **outcomes: str
+) -> None:
+    batch = [
+        {"id": job_id, "claims": claims, "outcome": outcomes.get(step, "succeeded")}
+        for step, (job_id, claims) in claimed.items()
+    ]
+    conn.execute("SELECT * FROM pgdag.complete_jobs(%s, %s::jsonb)", (W, json.dumps(batch)))
+
+
+def advance(conn: psycopg.Connection, limit: int = 1000) -> tuple[int, int, int]:
+    row = conn.execute("SELECT * FROM pgdag.advance_workflows(%s)", (limit,)).fetchone()
+    assert row is not None
+    return row
+
+
+def steps(conn: psycopg.Connection, wid: str) -> dict[str, tuple[str, bool, int]]:
+    rows = conn.execute(
+        "SELECT step_id, state, job_id IS NOT NULL, remaining_deps FROM pgdag.workflow_steps "
+        "WHERE workflow_id = %s",
+        (wid,),
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def workflow(conn: psycopg.Connection, wid: str) -> tuple[str, int, int]:
+    row = conn.execute(
+        "SELECT state, steps_total, steps_succeeded FROM pgdag.workflows WHERE id = %s", (wid,)
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+@pytest.fixture
+def conn(clean_db: str) -> psycopg.Connection:
+    with psycopg.connect(clean_db, autocommit=True) as connection:
+        yield connection
+
+
+DIAMOND = [("top", []), ("left", ["top"]), ("right", ["top"]), ("bottom", ["left", "right"])]
+
+
+def test_diamond_advances_step_by_step_to_completed(conn: psycopg.Connection) -> None:
+    wid = push(conn, DIAMOND)
+    assert workflow(conn, wid) == ("pending", 4, 0)
+    assert steps(conn, wid)["top"] == ("pending", True, 0)
+    assert steps(conn, wid)["bottom"] == ("pending", False, 2)
+
+    first = claim(conn)
+    assert set(first) == {"top"}
+    assert steps(conn, wid)["top"][0] == "running"
+    assert workflow(conn, wid)[0] == "running", "running when its first step starts"
+
+    complete(conn, first)
+    assert steps(conn, wid)["top"][0] == "succeeded"
+    assert advance(conn) == (1, 0, 2)
+    middle = claim(conn)
+    assert set(middle) == {"left", "right"}
+
+    complete(conn, {"left": middle["left"]})
+    assert advance(conn) == (1, 0, 0)
+    assert steps(conn, wid)["bottom"] == ("pending", False, 1)
+    complete(conn, {"right": middle["right"]})
+    assert advance(conn) == (1, 0, 1)
+
+    complete(conn, claim(conn))
+    advance(conn)
+    assert workflow(conn, wid) == ("completed", 4, 4)
+    assert advance(conn) == (0, 0, 0), "nothing left to do"
+
+
+def test_a_terminal_failure_fails_the_workflow_and_starts_nothing_more(
+    conn: psycopg.Connection,
+) -> None:
+    wid = push(conn, DIAMOND)
+    complete(conn, claim(conn))
+    advance(conn)
+    middle = claim(conn)
+    complete(conn, middle, left="failed")
+    advance(conn)
+    assert workflow(conn, wid)[0] == "failed"
+    assert steps(conn, wid)["left"][0] == "failed"
+    assert steps(conn, wid)["right"][0] == "succeeded"
+    assert steps(conn, wid)["bottom"] == ("pending", False, 1)
+    assert claim(conn) == {}
+
+
+def test_a_retried_step_keeps_the_workflow_running(conn: psycopg.Connection) -> None:
+    wid = push(conn, [("only", [])], max_attempts=2, retry={"backoff": 0, "jitter": 0})
+    complete(conn, claim(conn), only="failed")
+    assert steps(conn, wid)["only"][0] == "retrying"
+    assert advance(conn) == (0, 0, 0), "a retry is not an event"
+    assert workflow(conn, wid)[0] == "running"
+    complete(conn, claim(conn))
+    advance(conn)
+    assert workflow(conn, wid) == ("completed", 1, 1)
+
+
+def test_a_cancelled_step_fails_the_workflow(conn: psycopg.Connection) -> None:
+    wid = push(conn, [("a", []), ("b", ["a"])])
+    job_id = conn.execute(
+        "SELECT job_id FROM pgdag.workflow_steps WHERE workflow_id = %s AND step_id = 'a'", (wid,)
+    ).fetchone()
+    assert job_id is not None
+    conn.execute("SELECT pgdag.cancel_job(%s)", (job_id[0],))
+    advance(conn)
+    assert workflow(conn, wid)[0] == "failed"
+    assert steps(conn, wid)["a"][0] == "cancelled"
+
+
+def test_wide_fan_in_is_counted_in_one_advancement(conn: psycopg.Connection) -> None:
+    middle = [(f"m{i}", ["root"]) for i in range(300)]
+    wid = push(conn, [("root", []), *middle, ("join", [m for m, _ in middle])])
+    complete(conn, claim(conn))
+    advance(conn)
+    claimed = claim(conn, limit=1000)
+    assert len(claimed) == 300
+    complete(conn, claimed)
+    assert advance(conn) == (1, 0, 1)
+    assert steps(conn, wid)["join"] == ("pending", True, 0)
+
+
+def test_empty_workflow_completes_at_once(conn: psycopg.Connection) -> None:
+    wid = push(conn, [])
+    assert workflow(conn, wid) == ("completed", 0, 0)
+
+
+def test_unknown_dependency_is_refused_by_the_database_too(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="depends on unknown step zz"):
+        push(conn, [("a", ["zz"])])
+    assert conn.execute("SELECT count(*) FROM pgdag.workflows").fetchone() == (0,)
+
+
+def test_repush_adds_steps_and_never_reruns_those_with_jobs(conn: psycopg.Connection) -> None:
+    wid = push(conn, [("a", [])])
+    complete(conn, claim(conn))
+    advance(conn)
+    assert workflow(conn, wid)[0] == "completed"
+    payload = {
+        "id": wid,
+        "name": "wf",
+        "steps": [
+            {"step_id": "a", "job": job_def(), "dependencies": []},
+            {"step_id": "b", "job": job_def(), "dependencies": ["a"]},
+        ],
+    }
+    conn.execute("SELECT pgdag.push_workflow(%s::jsonb)", (json.dumps(payload),))
+    assert steps(conn, wid) == {"a": ("succeeded", True, 0), "b": ("pending", True, 0)}
+    assert workflow(conn, wid)[0] == "running"
+    assert set(claim(conn)) == {"b"}
+    assert conn.execute("SELECT count(*) FROM pgdag.jobs").fetchone() == (2,)
+
+
+def test_pruned_job_rows_do_not_strand_the_workflow(conn: psycopg.Connection) -> None:
+    wid = push(conn, [("a", []), ("b", ["a"])])
+    complete(conn, claim(conn))
+    conn.execute("DELETE FROM pgdag.jobs WHERE state = 'succeeded'")
+    advance(conn)
+    complete(conn, claim(conn))
+    advance(conn)
+    assert workflow(conn, wid) == ("completed", 2, 2)
+
+
+def test_unique_key_never_makes_a_step_adopt_an_unrelated_job(conn: psycopg.Connection) -> None:
+    holder = str(uuid.uuid4())
+    conn.execute(
+        "SELECT * FROM pgdag.push_jobs(%s::jsonb)",
+        (json.dumps([{"id": holder, "func": "m.other", "unique_key": "k"}]),),
+    )
+    wid = push(conn, [("a", [])], unique_key="k")
+    assert steps(conn, wid)["a"] == ("pending", False, 0), "not linked to the holder"
+    conn.execute("SELECT pgdag.cancel_job(%s)", (holder,))
+    # the workflow is looked at again a second later
+    conn.execute("UPDATE pgdag.workflow_events SET available_at = now()")
+    assert advance(conn)[2] == 1
+    job = conn.execute(
+        "SELECT j.func, j.unique_key FROM pgdag.jobs j JOIN pgdag.workflow_steps s "
+        "ON s.job_id = j.id WHERE s.workflow_id = %s",
+        (wid,),
+    ).fetchone()
+    assert job == ("m.f", "k")
+
+
+def test_many_connections_advancing_at_once_enqueue_each_step_once(
+    conn: psycopg.Connection, clean_db: str
+) -> None:
+    ids = [push(conn, DIAMOND) for _ in range(200)]
+    tops = conn.execute(
+        "SELECT id, claims FROM pgdag.claim_jobs(%s, %s, 1000, 60)", (W, ["default"])
+    ).fetchall()
+    assert len(tops) == 200
+    batch = [{"id": str(i), "claims": c, "outcome": "succeeded"} for i, c in tops]
+    conn.execute("SELECT * FROM pgdag.complete_jobs(%s, %s::jsonb)", (W, json.dumps(batch)))
+    errors: list[BaseException] = []
+
+    def advance_until_idle() -> None:
+        try:
+            with psycopg.connect(clean_db, autocommit=True) as own:
+                while True:
+                    advanced, skipped, _ = advance(own, limit=7)
+                    if not advanced and not skipped:
+                        return
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=advance_until_idle) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    rows = conn.execute(
+        "SELECT step_id, count(*) FROM pgdag.jobs WHERE workflow_id = ANY(%s) GROUP BY step_id",
+        (ids,),
+    ).fetchall()
+    assert dict(rows) == {"top": 200, "left": 200, "right": 200}
+
+
+def test_python_payload_pushes(conn: psycopg.Connection) -> None:
+    flow = Workflow("py").add("x", _noop).add("y", _noop, ["x"])
+    conn.execute("SELECT pgdag.push_workflow(%s::jsonb)", (flow._payload(),))
+    assert steps(conn, flow.id) == {"x": ("pending", True, 0), "y": ("pending", False, 1)}
+
+
+def _noop() -> None: ...
+
+
+_noop.job = __import__("worker").Job(func="test_workflow_sql._noop")  # type: ignore[attr-defined]
