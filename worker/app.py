@@ -24,7 +24,7 @@ from worker.job import IsAJob, Job, JobState, QueuedJob, as_job, dump_json, uuid
 from worker.migrate import MigrationReport, migrate, validate_schema_name
 from worker.queries import Queries
 from worker.sync import Portal, run_blocking
-from worker.waiters import Watcher
+from worker.waiters import FINAL_STATES, StatesQuery, Watcher
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
@@ -64,7 +64,7 @@ class App:
         self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal: Portal | None = None
-        self._watcher: Watcher | None = None
+        self._watchers: dict[str, Watcher] = {}
 
     @property
     def dsn(self) -> str:
@@ -91,8 +91,8 @@ class App:
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            watcher, self._watcher = self._watcher, None
+        watchers, self._watchers = self._watchers, {}
+        for watcher in watchers.values():
             await watcher.stop()
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -199,7 +199,7 @@ class App:
             raise JobNotFoundError(f"no job with id {job_id}")
         if job.is_final:
             return job
-        watcher = await self._ensure_watcher(interval)
+        watcher = await self.watcher("jobs", self._states, FINAL_STATES, interval)
         async with asyncio.timeout(timeout):
             await watcher.wait(key)
         job = await self.get_job(key)
@@ -218,15 +218,20 @@ class App:
             raise JobNotFoundError(f"no job with id {job_id}")
         return JobState(state)
 
-    async def _ensure_watcher(self, interval: float) -> Watcher:
-        if self._watcher is None:
-            watcher = Watcher(self.dsn, self.schema, self._states, interval)
+    async def watcher(
+        self, kind: str, states: StatesQuery, final: frozenset[str], interval: float
+    ) -> Watcher:
+        """The App's watcher of ``kind`` (jobs, workflows), started on first use:
+        one LISTEN connection and one state query per notification, shared by
+        every waiter of that kind."""
+        if kind not in self._watchers:
+            watcher = Watcher(self.dsn, self.schema, states, interval, final)
             await watcher.start()
-            if self._watcher is None:
-                self._watcher = watcher
-            else:
+            if kind in self._watchers:  # another waiter started one meanwhile
                 await watcher.stop()
-        return self._watcher
+            else:
+                self._watchers[kind] = watcher
+        return self._watchers[kind]
 
     async def _states(self, ids: list[UUID]) -> dict[UUID, str]:
         async with self.connection() as conn:

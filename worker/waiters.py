@@ -1,6 +1,6 @@
-"""Waiting for jobs to finish, woken by LISTEN/NOTIFY on ``<schema>.done``.
+"""Waiting for jobs (or workflows) to finish, woken by LISTEN/NOTIFY on ``<schema>.done``.
 
-One watcher per App: waiters register job ids; each notification (or, as a
+One watcher per App and kind of thing: waiters register ids; each notification (or, as a
 fallback, each ``interval``) triggers one query for the states of every waited
 job, and the waiters whose job reached a final state are released.
 """
@@ -25,8 +25,16 @@ StatesQuery = Callable[[list[UUID]], Awaitable[dict[UUID, str]]]
 
 
 class Watcher:
-    def __init__(self, dsn: str, schema: str, states: StatesQuery, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        states: StatesQuery,
+        interval: float = 1.0,
+        final: frozenset[str] = FINAL_STATES,
+    ) -> None:
         self._states = states
+        self._final = final
         self._interval = interval
         self._waiting: dict[UUID, list[asyncio.Future[str]]] = {}
         self._wake = asyncio.Event()
@@ -77,7 +85,7 @@ class Watcher:
                 continue
             for job_id in ids:
                 state = states.get(job_id, "")
-                if state and state not in FINAL_STATES:
+                if state and state not in self._final:
                     continue
                 for future in self._waiting.pop(job_id, []):
                     if not future.done():

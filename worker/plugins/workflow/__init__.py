@@ -26,7 +26,6 @@ from worker.plugin import Plugin, PluginScope
 from worker.plugins.workflow.dot import write_dot
 from worker.plugins.workflow.graph import InvalidWorkflowError, check_graph
 from worker.rule import Condition, Rule
-from worker.waiters import Watcher
 
 if TYPE_CHECKING:
     from worker.app import App
@@ -194,6 +193,7 @@ class _Age(Rule):
 
 
 _DEFAULT_PRUNING_RULE = _Age() > 86400  # finished for a day
+_FINISHED = frozenset({"completed", "failed"})
 
 
 class WorkflowPlugin(Plugin):
@@ -327,18 +327,11 @@ class WorkflowPlugin(Plugin):
 
         async def states(ids: list[UUID]) -> dict[UUID, str]:
             async with app.connection() as conn:
-                found = await app.queries.workflow_states(conn, ids)
-            return {
-                k: ("succeeded" if v in ("completed", "failed") else v) for k, v in found.items()
-            }
+                return await app.queries.workflow_states(conn, ids)
 
-        watcher = Watcher(app.dsn, app.schema, states, interval)
-        await watcher.start()
-        try:
-            async with asyncio.timeout(timeout):
-                await watcher.wait(key)
-        finally:
-            await watcher.stop()
+        watcher = await app.watcher("workflows", states, _FINISHED, interval)
+        async with asyncio.timeout(timeout):
+            await watcher.wait(key)
         workflow = await cls.fetch_workflow(app, str(key))
         if workflow is None:
             raise KeyError(f"workflow {workflow_id} was deleted while waiting for it")
