@@ -6,15 +6,18 @@ import argparse
 import asyncio
 import sys
 
-from bench import jobs
+from bench import jobs, workflows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="benchmark", required=True)
     jobs.add_arguments(commands.add_parser("jobs", help=jobs.__doc__.splitlines()[0]))
+    workflows.add_arguments(
+        commands.add_parser("workflows", help=workflows.__doc__.splitlines()[0])
+    )
     args = parser.parse_args()
-    runner = {"jobs": jobs.main}[args.benchmark]
+    runner = {"jobs": jobs.main, "workflows": workflows.main}[args.benchmark]
     return asyncio.run(runner(args))
 
 

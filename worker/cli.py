@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the main job: a worker pool running a demo batch")
     _connection_args(demo)
     demo.add_argument("--jobs", type=int, default=20_000, help="size of the demo batch")
+    demo.add_argument("--workflows", type=int, default=2_000, help="diamond workflows to run")
     demo.add_argument("--processes", type=int, default=2)
     demo.set_defaults(handler=_demo)
     return parser
@@ -90,7 +91,7 @@ async def _worker(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo
+    from worker.demo import run_demo, run_workflow_demo
 
     configure_logging("WARNING")
     async with App(args.dsn, schema=args.schema) as app:
@@ -101,6 +102,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(f"PostgreSQL {row[0] if row else '?'} is up; starting {args.processes} workers")
         report = await run_demo(app, jobs=args.jobs, processes=args.processes)
         print(report.summary())
+        print(await run_workflow_demo(app, workflows=args.workflows, processes=args.processes))
     return 0
 
 

@@ -4,12 +4,15 @@ batch on the embedded PostgreSQL (or the server named by ``--dsn``/``$PGDAG_DSN`
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
 from worker.app import App
-from worker.job import current_job, job
+from worker.job import as_job, current_job, job
+from worker.plugins.workflow import Sequence, Workflow, WorkflowPlugin
 from worker.pool import Worker
 from worker.progress import Progress
 
@@ -39,6 +42,54 @@ async def flaky(fail_times: int, attempt_marker: str) -> str:
     if attempt <= fail_times:
         raise RuntimeError(f"{attempt_marker}: failing on purpose (attempt {attempt})")
     return f"succeeded on attempt {attempt}"
+
+
+# -- the reference's workflow examples -------------------------------------------------
+
+
+@job(queue=QUEUE)
+async def top() -> str:
+    return "top"
+
+
+@job(queue=QUEUE)
+async def left() -> str:
+    return "left"
+
+
+@job(queue=QUEUE)
+async def right() -> str:
+    return "right"
+
+
+@job(queue=QUEUE)
+async def bottom() -> str:
+    return "bottom"
+
+
+@job(queue=QUEUE)
+async def first() -> str:
+    return "first"
+
+
+@job(queue=QUEUE)
+async def second() -> str:
+    return "second"
+
+
+@job(queue=QUEUE)
+async def third() -> str:
+    return "third"
+
+
+def example_workflow(name: str = "example") -> Workflow:
+    return (
+        Workflow(name)
+        .add(top, "top")
+        .add(left, "left", ["top"])
+        .add(right, "right", ["top"])
+        .add(bottom, "bottom", ["left", "right"])
+    )
 
 
 @dataclass
@@ -89,3 +140,47 @@ async def run_demo(app: App, *, jobs: int = 20_000, processes: int = 2) -> DemoR
             await asyncio.sleep(0.1)
         drained = time.perf_counter()
     return DemoReport(jobs, pushed - started, drained - pushed, counts)
+
+
+async def run_workflow_demo(app: App, *, workflows: int = 2_000, processes: int = 2) -> str:
+    """The reference's two examples, then a batch of diamond workflows."""
+    async with Worker(app, processes=processes, queues=[QUEUE], concurrency=100):
+        example_id = await WorkflowPlugin.push(app, example_workflow())
+        example = await WorkflowPlugin.wait_for_workflow(app, example_id, timeout=60)
+        print(f"\nworkflow {example.name}: {example.state.value}")
+        dot = io.StringIO()
+        WorkflowPlugin.generate_dot(example, dot)
+        print(dot.getvalue(), end="")
+
+        sequence_id = await Sequence("example_sequence", [first, second, third]).push(app)
+        sequence = await WorkflowPlugin.wait_for_workflow(app, sequence_id, timeout=60)
+        order = sorted(sequence.steps.values(), key=lambda s: s.step_id)
+        print(
+            f"sequence {sequence.name}: {sequence.state.value} "
+            f"({' -> '.join(as_job(s.job).func.rsplit('.', 1)[1] for s in order)})"
+        )
+
+        started = time.perf_counter()
+        ids = [
+            await WorkflowPlugin.push(app, example_workflow(f"diamond-{i}"))
+            for i in range(workflows)
+        ]
+        progress = Progress(workflows, "running diamond workflows")
+        while True:
+            async with app.connection() as conn:
+                states = await app.queries.workflow_states(conn, [UUID(i) for i in ids])
+            finished = sum(state in ("completed", "failed") for state in states.values())
+            progress.update(finished)
+            if finished >= workflows:
+                break
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+    outcome = {
+        state: sum(1 for s in states.values() if s == state) for state in set(states.values())
+    }
+    steps = 4 * workflows
+    return (
+        f"{workflows:,} diamond workflows ({steps:,} steps) pushed and run in {elapsed:.2f}s: "
+        f"{steps / elapsed:,.0f} steps/s; final states: "
+        + ", ".join(f"{state} {count:,}" for state, count in sorted(outcome.items()))
+    )

@@ -36,7 +36,9 @@ class Queries:
 
         self.push_jobs = q("SELECT ord, existing_id FROM {s}.push_jobs(%s::jsonb)")
         self.claim_jobs = q("SELECT * FROM {s}.claim_jobs(%s, %s, %s, %s)")
-        self.complete_jobs = q("SELECT id, state FROM {s}.complete_jobs(%s, %s::jsonb)")
+        self.complete_jobs = q(
+            "SELECT id, state, workflow_id FROM {s}.complete_jobs(%s, %s::jsonb)"
+        )
         self.extend_leases = q("SELECT id FROM {s}.extend_leases(%s, %s, %s)")
         self.recover_jobs = q("SELECT id, state FROM {s}.recover_jobs(%s, %s)")
         self.cancel_job = q("SELECT {s}.cancel_job(%s)")
@@ -96,7 +98,8 @@ class Queries:
 
     async def complete(
         self, conn: AsyncConnection, worker: str, payload: str
-    ) -> list[tuple[UUID, str]]:
+    ) -> list[tuple[UUID, str, UUID | None]]:
+        """(job id, new state, workflow id) of each job the batch changed."""
         cur = await conn.execute(self.complete_jobs, (worker, payload))
         return await cur.fetchall()
 

@@ -6,6 +6,8 @@
   on ``<schema>.jobs`` or the poll interval.
 - **Completing**: outcomes accumulate while a flush is in flight and go in one
   ``complete_jobs`` call as soon as the previous one returns; no fixed delay.
+  A batch PostgreSQL refuses (a jsonb cannot hold U+0000) is sent job by job,
+  the culprit's result turned into a failure and its error texts escaped.
 - **Heartbeat**: renews the leases of the jobs held, learns of cancellations
   missed by the listener, recovers jobs of lost processes, and notices the
   death of the supervisor.
@@ -28,12 +30,13 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
+from multiprocessing.connection import Connection
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from worker.listener import Listener
+from worker.plugins.workflow.advance import advance_until_idle
 from worker.pool.executor import Executor, Outcome, Running, error_info
 from worker.pool.logs import install_in_child
 from worker.queries import Queries
@@ -57,18 +60,21 @@ class ChildConfig:
     grace_period: float
     log_level: int
     supervisor_pid: int
+    workflow_batch: int = 1000  # WorkflowPlugin's max_workflows_per_run
 
 
-def main(config: ChildConfig, log_queue: Any, ready: Any) -> None:
-    """Entry point of the child process (multiprocessing, spawn)."""
+def main(config: ChildConfig, logs: Connection, ready: Connection) -> None:
+    """Entry point of the child process (multiprocessing, spawn). ``logs`` and
+    ``ready`` are pipes to the supervisor: for log records, and for the startup
+    status (``"ready"`` or what went wrong)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides on Ctrl-C
-    install_in_child(log_queue, config.log_level)
+    install_in_child(logs, config.log_level)
     try:
         for module in config.imports:
             importlib.import_module(module)
     except BaseException as exc:  # noqa: BLE001 - report any import failure
         log.error("worker %s cannot import its modules: %s", config.worker_id, exc)
-        ready.put((config.worker_id, f"import failed: {exc!r}"))
+        ready.send(f"import failed: {exc!r}")
         _exit(EXIT_STARTUP_FAILED)
     code = asyncio.run(Child(config, ready).run())
     _exit(code)
@@ -83,7 +89,7 @@ def _exit(code: int) -> None:
 
 
 class Child:
-    def __init__(self, config: ChildConfig, ready: Any) -> None:
+    def __init__(self, config: ChildConfig, ready: Connection) -> None:
         self.config = config
         self.queries = Queries(config.schema)
         self._ready = ready
@@ -92,8 +98,9 @@ class Child:
         self._stopping = False
         self._exit_code = 0
         self._outcomes: list[Outcome] = []
-        self._flushed = asyncio.Event()
         self._flush_wanted = asyncio.Event()
+        self._advance_wanted = asyncio.Event()
+        self._closing = False  # the completer sends what is left, then returns
         self._threshold = max(1, config.concurrency // 2)
         self._replacing = False
 
@@ -109,20 +116,24 @@ class Child:
                 config.dsn, min_size=3, max_size=3, kwargs={"autocommit": True}, open=False
             )
             await self.pool.open(wait=True, timeout=30)
-            self.listener = Listener(config.dsn, config.schema, ["jobs", "cancel"], self._notified)
+            self.listener = Listener(
+                config.dsn, config.schema, ["jobs", "cancel", "workflows"], self._notified
+            )
             await self.listener.start()
         except (psycopg.Error, TimeoutError) as exc:
-            self._ready.put((config.worker_id, f"cannot connect: {exc}"))
+            self._ready.send(f"cannot connect: {exc}")
             return EXIT_STARTUP_FAILED
-        self._ready.put((config.worker_id, "ready"))
+        self._ready.send("ready")
         log.debug("worker %s ready (queues %s)", config.worker_id, ",".join(config.queues))
         completer = asyncio.create_task(self._completer(), name="pgdag-completer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="pgdag-heartbeat")
+        advancer = asyncio.create_task(self._advancer(), name="pgdag-advancer")
         try:
             await self._claim_loop()
             await self._drain()
         finally:
             heartbeat.cancel()
+            advancer.cancel()
             await self._flush_all(completer)
             await self.listener.stop()
             await self.pool.close()
@@ -181,6 +192,8 @@ class Child:
             if not payload or payload in self.config.queues:
                 self._may_have_work = True
                 self._wake.set()
+        elif what == "workflows":
+            self._advance_wanted.set()
         elif what == "cancel":
             if payload:
                 self._cancel(payload)
@@ -209,7 +222,8 @@ class Child:
             while self._outcomes:
                 batch, self._outcomes = self._outcomes, []
                 await self._send(batch)
-            self._flushed.set()
+            if self._closing:
+                return
 
     async def _send(self, batch: list[Outcome]) -> None:
         payload = _encode_outcomes(batch)
@@ -217,22 +231,52 @@ class Child:
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    await self.queries.complete(conn, self.config.worker_id, payload)
+                    changed = await self.queries.complete(conn, self.config.worker_id, payload)
+                if any(workflow_id is not None for _id, _state, workflow_id in changed):
+                    self._advance_wanted.set()  # the next steps start now, not at a sweep
                 return
             except psycopg.OperationalError as exc:
                 # keep the outcomes: the leases hold the jobs until we get through
                 log.warning("completing %d jobs failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except psycopg.Error as exc:
+                # PostgreSQL refused the batch itself (a jsonb cannot hold U+0000):
+                # find the culprit, store it in a form it accepts, send the others
+                if len(batch) > 1:
+                    for item in batch:
+                        await self._send([item])
+                    return
+                fixed = _storable(batch[0], exc)
+                if fixed == batch[0]:
+                    log.error(
+                        "cannot record the outcome of job %s (%s); its lease will expire",
+                        batch[0]["id"],
+                        exc,
+                    )
+                    return
+                batch = [fixed]
+                payload = _encode_outcomes(batch)
+
+    async def _advancer(self) -> None:
+        """Advance workflows whose steps this process completed (or when told
+        to on ``<schema>.workflows``), in batches of ``workflow_batch``."""
+        while True:
+            await self._advance_wanted.wait()
+            self._advance_wanted.clear()
+            try:
+                await advance_until_idle(
+                    self.pool.connection, self.queries, self.config.workflow_batch
+                )
+            except psycopg.Error as exc:
+                log.warning("advancing workflows failed (%s); the sweep will retry", exc)
 
     async def _flush_all(self, completer: asyncio.Task[None]) -> None:
-        while self._outcomes or self._flush_wanted.is_set():
-            self._flushed.clear()
-            self._flush_wanted.set()
-            await self._flushed.wait()
-        completer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await completer
+        """Let the completer finish: a batch it is sending, then what is left
+        (cancelling it could lose a batch already taken from the list)."""
+        self._closing = True
+        self._flush_wanted.set()
+        await completer
 
     # -- heartbeat ---------------------------------------------------------------
 
@@ -273,6 +317,27 @@ class Child:
         self._exit_code = EXIT_REPLACE
         self._stopping = True
         self._wake.set()
+
+
+def _storable(item: Outcome, exc: Exception) -> Outcome:
+    """The outcome PostgreSQL refused, in a form it accepts: U+0000 escaped in
+    the error's texts; a result that cannot be stored turns the job into a failure."""
+    item = dict(item)
+    if item.get("result") is not None:
+        del item["result"]
+        item.update(
+            outcome="failed",
+            error={
+                "type": "ResultNotStorable",
+                "message": f"the job's return value cannot be stored in PostgreSQL: {exc}",
+            },
+        )
+    if isinstance(item.get("error"), dict):
+        item["error"] = {
+            key: value.replace("\x00", "\\x00") if isinstance(value, str) else value
+            for key, value in item["error"].items()
+        }
+    return item
 
 
 def _encode_outcomes(batch: list[Outcome]) -> str:

@@ -15,19 +15,20 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import socket
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from worker.app import App
 from worker.errors import ConfigurationError, PgdagError
+from worker.plugin import Plugin, PluginScope
 from worker.pool.child import EXIT_REPLACE, EXIT_STARTUP_FAILED, ChildConfig, main
 from worker.pool.logs import LogBridge
 
@@ -44,6 +45,7 @@ class _Slot:
     process: BaseProcess
     config: ChildConfig
     started: float
+    ready: Connection  # the process sends its startup status here, once
 
 
 class Worker:
@@ -85,9 +87,9 @@ class Worker:
         self._generation = 0
         self._stopping = False
         self._logs: LogBridge | None = None
-        self._ready: Any = None
         self._monitor: asyncio.Task[None] | None = None
         self._died = asyncio.Event()
+        self._plugin_tasks: list[asyncio.Task[None]] = []
 
     # -- public ------------------------------------------------------------------
 
@@ -116,11 +118,19 @@ class Worker:
         """Start the processes and wait until each is connected and listening."""
         await self.app.open()
         self._logs = LogBridge()
-        self._ready = self._context.Queue()
         for index in range(self.processes):
             self._spawn(index)
-        await self._wait_ready(set(self._slots))
+        try:
+            await self._wait_ready(set(self._slots))
+        except WorkerStartupError:
+            await self.stop(kill=True)
+            raise
         self._monitor = asyncio.create_task(self._watch(), name="pgdag-supervisor")
+        self._plugin_tasks = [
+            asyncio.create_task(self._run_plugin(plugin), name=f"pgdag-{type(plugin).__name__}")
+            for plugin in self.app.plugins
+            if plugin.get_scope() is PluginScope.WORKER
+        ]
         log.info(
             "pool %s: %d process(es) x %d slots on queue(s) %s",
             self.id,
@@ -133,6 +143,10 @@ class Worker:
         """Drain (SIGTERM to every process, wait for them) or, with ``kill``,
         SIGKILL them and recover their jobs at once."""
         self._stopping = True
+        for task in self._plugin_tasks:
+            task.cancel()
+        await asyncio.gather(*self._plugin_tasks, return_exceptions=True)
+        self._plugin_tasks = []
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,6 +165,7 @@ class Worker:
                 await asyncio.to_thread(slot.process.join, 5)
             if slot.process.exitcode != 0:
                 await self._recover(slot)
+            slot.ready.close()
         self._slots.clear()
         if self._logs is not None:
             await asyncio.to_thread(self._logs.close)
@@ -189,6 +204,22 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
 
+    def _workflow_batch(self) -> int:
+        from worker.plugins.workflow import WorkflowPlugin
+
+        for plugin in self.app.plugins:
+            if isinstance(plugin, WorkflowPlugin):
+                return plugin.max_workflows_per_run
+        return 1000
+
+    async def _run_plugin(self, plugin: Plugin) -> None:
+        try:
+            await plugin.run(self, self.app)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("plugin %s stopped with an error", type(plugin).__name__)
+
     # -- processes ---------------------------------------------------------------
 
     def _spawn(self, index: int) -> None:
@@ -204,36 +235,57 @@ class Worker:
             poll_interval=self.poll_interval,
             grace_period=self.grace_period,
             log_level=logging.getLogger().getEffectiveLevel(),
+            workflow_batch=self._workflow_batch(),
             supervisor_pid=os.getpid(),
         )
         assert self._logs is not None
+        # A pipe per process, not a shared queue: a process killed while it held
+        # a queue's lock would leave the lock taken for every later process.
+        reader, writer = self._context.Pipe(duplex=False)
+        logs = self._logs.connect()
         process = self._context.Process(
             target=main,
-            args=(config, self._logs.queue, self._ready),
+            args=(config, logs, writer),
             name=f"pgdag-worker-{index}",
             daemon=True,
         )
-        process.start()
-        self._slots[index] = _Slot(index, process, config, time.monotonic())
+        try:
+            process.start()
+        finally:
+            writer.close()  # the child's copies are the only ones: its exit means EOF
+            logs.close()
+        self._slots[index] = _Slot(index, process, config, time.monotonic(), reader)
 
     async def _wait_ready(self, indexes: set[int], timeout: float = 60.0) -> None:
-        waiting = {self._slots[i].config.worker_id: i for i in indexes}
+        """Until the processes of ``indexes`` say they are ready; raises
+        :class:`WorkerStartupError` when one fails, dies first or takes too long."""
+        waiting = {self._slots[i].ready: self._slots[i] for i in indexes}
         deadline = time.monotonic() + timeout
         while waiting:
-            try:
-                worker_id, status = await asyncio.to_thread(
-                    self._ready.get, True, max(0.1, deadline - time.monotonic())
-                )
-            except queue.Empty:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                names = sorted(slot.config.worker_id for slot in waiting.values())
                 raise WorkerStartupError(
-                    f"worker processes {sorted(waiting)} did not start within {timeout:g}s"
-                ) from None
-            if worker_id not in waiting:
-                continue
-            if status != "ready":
-                await self.stop(kill=True)
-                raise WorkerStartupError(f"worker process {worker_id} failed to start: {status}")
-            del waiting[worker_id]
+                    f"worker processes {names} did not start within {timeout:g}s"
+                )
+            readable = await asyncio.to_thread(
+                multiprocessing.connection.wait, list(waiting), min(left, 0.5)
+            )
+            for reader in readable:
+                slot = waiting.pop(reader)  # type: ignore[call-overload]
+                worker_id = slot.config.worker_id
+                try:
+                    status = slot.ready.recv()
+                except EOFError:  # it died first (e.g. a program without a __main__ guard)
+                    await asyncio.to_thread(slot.process.join, 5)
+                    raise WorkerStartupError(
+                        f"worker process {worker_id} exited with code "
+                        f"{slot.process.exitcode} before it was ready"
+                    ) from None
+                if status != "ready":
+                    raise WorkerStartupError(
+                        f"worker process {worker_id} failed to start: {status}"
+                    )
 
     async def _watch(self) -> None:
         """Replace processes that die; recover the jobs they held at once."""
@@ -243,6 +295,7 @@ class Worker:
             for sentinel in ready:
                 slot = sentinels[sentinel]  # type: ignore[index]
                 slot.process.join()
+                slot.ready.close()
                 code = slot.process.exitcode
                 if self._stopping:
                     return
@@ -260,8 +313,11 @@ class Worker:
                 if code == EXIT_STARTUP_FAILED or time.monotonic() - slot.started < 1:
                     await asyncio.sleep(1)  # do not spin on a process that cannot live
                 self._spawn(slot.index)
-                with contextlib.suppress(WorkerStartupError):
+                try:
                     await self._wait_ready({slot.index})
+                except WorkerStartupError as exc:
+                    # not the whole pool's end: one that died is replaced next round
+                    log.error("replacing worker %s: %s", slot.config.worker_id, exc)
                 self._died.set()
 
     async def _recover(self, slot: _Slot) -> None:

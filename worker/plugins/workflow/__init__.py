@@ -23,6 +23,7 @@ from psycopg import sql
 from worker.errors import InvalidJobError
 from worker.job import IsAJob, Job, JobState, QueuedJob, as_job, dump_json, uuid7
 from worker.plugin import Plugin, PluginScope
+from worker.plugins.workflow.advance import advance_until_idle
 from worker.plugins.workflow.dot import write_dot
 from worker.plugins.workflow.graph import InvalidWorkflowError, check_graph
 from worker.rule import Condition, Rule
@@ -339,21 +340,8 @@ class WorkflowPlugin(Plugin):
 
 
 async def advance(app: App, limit: int, ids: list[UUID] | None = None) -> int:
-    """Call advance_workflows until nothing is due: again at once while a call
-    used its whole batch, shortly while due workflows are locked by another
-    process (it may have committed its batch without seeing our events).
-    Returns the number of jobs created."""
-    enqueued = 0
-    for attempt in range(50):
-        async with app.connection() as conn:
-            advanced, skipped, created = await app.queries.advance_workflows(conn, limit, ids)
-        enqueued += created
-        if advanced >= limit:
-            continue
-        if not skipped:
-            break
-        await asyncio.sleep(0.002 * (attempt + 1))
-    return enqueued
+    """Advance due workflows until none is left; returns the jobs created."""
+    return await advance_until_idle(app.connection, app.queries, limit, ids)
 
 
 def _uuid(value: str) -> UUID:

@@ -1,0 +1,206 @@
+"""Workflow throughput and latency, advancement in PostgreSQL.
+
+    python -m bench workflows [--dsn DSN] [--processes 2] [--concurrency 100]
+                              [--repeat 3] [--quick] [--json PATH]
+
+Workloads (each on a fresh schema, pool of P processes started idle):
+- diamond x1000: top -> (left, right) -> bottom;
+- chain of 20 x50;
+- fan-out 1 -> 1,000 -> 1, x2;
+- push of one 10,000-step workflow (1 -> 9,998 -> 1): push time, then completion.
+Reported: steps/s (first step created to last step finished, PostgreSQL's clock),
+workflow latency p50/p95 (created -> completed), chain hop latency p50/p95 (a
+dependency finished -> its dependent started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import sql
+
+from bench.common import fresh_app, percentile, print_table, run_metadata, summarise, write_json
+from worker import App, Worker, job
+from worker.plugins.workflow import Workflow, WorkflowPlugin
+
+QUEUE = "bench"
+
+
+@job(queue=QUEUE)
+async def step() -> None:
+    return None
+
+
+def diamond(i: int) -> Workflow:
+    return (
+        Workflow(f"diamond-{i}")
+        .add("top", step)
+        .add("left", step, ["top"])
+        .add("right", step, ["top"])
+        .add("bottom", step, ["left", "right"])
+    )
+
+
+def chain(i: int, length: int = 20) -> Workflow:
+    workflow = Workflow(f"chain-{i}")
+    for n in range(length):
+        workflow.add(f"s{n}", step, [f"s{n - 1}"] if n else None)
+    return workflow
+
+
+def fan(i: int, width: int = 1000) -> Workflow:
+    workflow = Workflow(f"fan-{i}").add("root", step)
+    workflow.add_group([(f"m{n}", step) for n in range(width)], ["root"])
+    return workflow.add("join", step, [f"m{n}" for n in range(width)])
+
+
+_STATS = """
+SELECT
+    (SELECT count(*) FROM {s}.workflow_steps) AS steps,
+    (SELECT extract(epoch FROM max(s.completed_at) - min(w.created_at))
+       FROM {s}.workflows w JOIN {s}.workflow_steps s ON s.workflow_id = w.id) AS span,
+    (SELECT array_agg(extract(epoch FROM w.completed_at - w.created_at) * 1000)
+       FROM {s}.workflows w) AS latencies,
+    (SELECT array_agg(extract(epoch FROM s.started_at - d.completed_at) * 1000)
+       FROM {s}.workflow_steps s
+       JOIN {s}.workflow_steps d
+         ON d.workflow_id = s.workflow_id AND d.step_id = s.dependencies[1]
+       WHERE cardinality(s.dependencies) = 1) AS hops,
+    (SELECT count(*) FILTER (WHERE state <> 'completed') FROM {s}.workflows) AS unfinished
+"""
+
+
+async def _stats(app: App) -> dict[str, Any]:
+    query = sql.SQL(_STATS).format(s=sql.Identifier(app.schema))
+    async with app.connection() as conn:
+        cur = await conn.execute(query)
+        row = await cur.fetchone()
+    assert row is not None
+    steps, span, latencies, hops, unfinished = row
+    assert unfinished == 0, f"{unfinished} workflows did not complete"
+    return {
+        "steps": steps,
+        "steps_per_s": steps / float(span),
+        "workflow_latency_ms_p50": percentile(latencies, 50),
+        "workflow_latency_ms_p95": percentile(latencies, 95),
+        "hop_latency_ms_p50": percentile(hops or [], 50),
+        "hop_latency_ms_p95": percentile(hops or [], 95),
+    }
+
+
+async def _wait_all(app: App, count: int, timeout: float = 600) -> None:
+    query = sql.SQL(
+        "SELECT count(*) FROM {}.workflows WHERE state IN ('completed', 'failed')"
+    ).format(sql.Identifier(app.schema))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with app.connection() as conn:
+            cur = await conn.execute(query)
+            row = await cur.fetchone()
+        if row is not None and row[0] >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"workflows did not finish within {timeout:g}s")
+
+
+async def _run(
+    dsn: str | None, args: argparse.Namespace, build: Callable[[int], Workflow], count: int
+) -> dict[str, Any]:
+    async with fresh_app(dsn) as app:
+        app.plugins.append(WorkflowPlugin())
+        async with Worker(
+            app, processes=args.processes, queues=[QUEUE], concurrency=args.concurrency
+        ):
+            workflows = [build(i) for i in range(count)]
+            started = time.perf_counter()
+            ids = await asyncio.gather(*(WorkflowPlugin.push(app, w) for w in workflows))
+            push_seconds = time.perf_counter() - started
+            await _wait_all(app, len(ids))
+        result = await _stats(app)
+        result["push_seconds"] = push_seconds
+        result["meta"] = await run_metadata(app)
+        return result
+
+
+WORKLOADS: dict[str, tuple[Callable[[int], Workflow], int, int]] = {
+    # name: (builder, count, count in --quick)
+    "diamond x1000": (diamond, 1000, 20),
+    "chain of 20 x50": (chain, 50, 3),
+    "fan-out 1-1000-1 x2": (fan, 2, 1),
+    "one workflow of 10,000 steps": (lambda i: fan(i, 9998), 1, 1),
+}
+
+
+async def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.repeat = 1
+    results: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(args.repeat):
+        for name, (build, count, quick) in WORKLOADS.items():
+            if args.quick and name.startswith("one workflow"):
+                build = lambda i: fan(i, 98)  # noqa: E731 - the small version of it
+            print(f"{name} ...", flush=True)
+            results.setdefault(name, []).append(
+                await _run(args.dsn, args, build, quick if args.quick else count)
+            )
+    keys = [
+        "steps_per_s",
+        "workflow_latency_ms_p50",
+        "workflow_latency_ms_p95",
+        "hop_latency_ms_p50",
+        "hop_latency_ms_p95",
+        "push_seconds",
+    ]
+    summary = {
+        name: {k: summarise([r[k] for r in runs]) for k in keys} for name, runs in results.items()
+    }
+    rows = []
+    for name, stats in summary.items():
+        rows.append(
+            [name, f"{results[name][0]['steps']:,}"]
+            + [
+                f"{stats[k]['median']:,.1f}" if k != "push_seconds" else f"{stats[k]['median']:.3f}"
+                for k in keys
+            ]
+        )
+    meta = next(iter(results.values()))[0]["meta"]
+    print_table(
+        f"pgdag workflows: {args.processes} processes x {args.concurrency}, PostgreSQL "
+        f"{meta['postgresql']}, {meta['cores']} cores, {args.repeat} run(s), medians",
+        [
+            "workload",
+            "steps",
+            "steps/s",
+            "wf p50 ms",
+            "wf p95 ms",
+            "hop p50 ms",
+            "hop p95 ms",
+            "push s",
+        ],
+        rows,
+    )
+    write_json(
+        "workflows",
+        {
+            "benchmark": "workflows",
+            "params": vars(args),
+            "meta": meta,
+            "summary": summary,
+            "runs": results,
+        },
+        args.json,
+    )
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", default=None)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run (CI smoke)")
+    parser.add_argument("--json", default=None, help="where to write the JSON")
