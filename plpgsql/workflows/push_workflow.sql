@@ -21,7 +21,8 @@ AS $fn$
 DECLARE
     v_id uuid := (p_workflow ->> 'id')::uuid;
     v_new boolean;
-    v_missing record;
+    v_missing_dep text;
+    v_missing_step text;
 BEGIN
     INSERT INTO {{schema}}.workflows AS w (id, name, created_at, updated_at)
     VALUES (v_id, p_workflow ->> 'name', p_now, p_now)
@@ -30,22 +31,24 @@ BEGIN
 
     IF v_new THEN
         -- a new workflow: dependents and counters come straight from the input
+        WITH input AS MATERIALIZED (
+            SELECT x.e ->> 'step_id' AS step_id, x.e -> 'job' AS job, x.ord::integer AS ord,
+                   ARRAY(SELECT jsonb_array_elements_text(x.e -> 'dependencies')) AS deps
+            FROM jsonb_array_elements(p_workflow -> 'steps') WITH ORDINALITY AS x(e, ord)
+        ),
+        reverse_edges AS (
+            SELECT d.dep, array_agg(i.step_id ORDER BY i.ord) AS dependents
+            FROM input AS i
+            CROSS JOIN LATERAL unnest(i.deps) AS d(dep)
+            GROUP BY d.dep
+        )
         INSERT INTO {{schema}}.workflow_steps (
             workflow_id, step_id, position, job, dependencies, dependents, remaining_deps
         )
-        SELECT v_id, s.step_id, s.ord, s.job, s.deps, coalesce(r.dependents, '{}'),
-               cardinality(s.deps)
-        FROM (
-            SELECT e ->> 'step_id' AS step_id, e -> 'job' AS job, ord::integer AS ord,
-                   ARRAY(SELECT jsonb_array_elements_text(e -> 'dependencies')) AS deps
-            FROM jsonb_array_elements(p_workflow -> 'steps') WITH ORDINALITY AS x(e, ord)
-        ) AS s
-        LEFT JOIN (
-            SELECT d.dep, array_agg(e ->> 'step_id' ORDER BY ord) AS dependents
-            FROM jsonb_array_elements(p_workflow -> 'steps') WITH ORDINALITY AS x(e, ord)
-            CROSS JOIN LATERAL jsonb_array_elements_text(e -> 'dependencies') AS d(dep)
-            GROUP BY d.dep
-        ) AS r ON r.dep = s.step_id;
+        SELECT v_id, i.step_id, i.ord, i.job, i.deps, coalesce(r.dependents, '{}'),
+               cardinality(i.deps)
+        FROM input AS i
+        LEFT JOIN reverse_edges AS r ON r.dep = i.step_id;
     ELSE
         INSERT INTO {{schema}}.workflow_steps AS t (
             workflow_id, step_id, position, job, dependencies, remaining_deps
@@ -89,19 +92,26 @@ BEGIN
         WHERE t.workflow_id = v_id AND t0.workflow_id = v_id AND t0.step_id = t.step_id;
     END IF;
 
-    -- an unknown dependency would leave its step waiting forever
-    SELECT s.step_id, d.dep INTO v_missing
-    FROM {{schema}}.workflow_steps AS s
-    CROSS JOIN LATERAL unnest(s.dependencies) AS d(dep)
-    WHERE s.workflow_id = v_id
-      AND NOT EXISTS (
-          SELECT 1 FROM {{schema}}.workflow_steps AS p
-          WHERE p.workflow_id = v_id AND p.step_id = d.dep
-      )
+    -- an unknown dependency would leave its step waiting forever. EXCEPT (hashed)
+    -- rather than NOT EXISTS: the steps were just written, the planner knows
+    -- nothing of their number and a nested loop over 10,000 steps takes seconds.
+    SELECT x.dep INTO v_missing_dep
+    FROM (
+        SELECT d.dep
+        FROM {{schema}}.workflow_steps AS s
+        CROSS JOIN LATERAL unnest(s.dependencies) AS d(dep)
+        WHERE s.workflow_id = v_id
+        EXCEPT
+        SELECT s.step_id FROM {{schema}}.workflow_steps AS s WHERE s.workflow_id = v_id
+    ) AS x
     LIMIT 1;
     IF FOUND THEN
+        SELECT s.step_id INTO v_missing_step
+        FROM {{schema}}.workflow_steps AS s
+        WHERE s.workflow_id = v_id AND v_missing_dep = ANY (s.dependencies)
+        LIMIT 1;
         RAISE EXCEPTION 'workflow %: step % depends on unknown step %',
-            p_workflow ->> 'name', v_missing.step_id, v_missing.dep
+            p_workflow ->> 'name', v_missing_step, v_missing_dep
             USING ERRCODE = 'foreign_key_violation';
     END IF;
 
