@@ -92,9 +92,12 @@ async def _worker(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo, run_workflow_demo
+    from worker.plugins.leadership import Leadership
+    from worker.plugins.workflow import WorkflowPlugin
 
     configure_logging("WARNING")
-    async with App(args.dsn, schema=args.schema) as app:
+    plugins = [Leadership(), WorkflowPlugin()]
+    async with App(args.dsn, schema=args.schema, plugins=plugins) as app:
         print((await app.migrate()).summary())
         async with app.connection() as conn:
             cur = await conn.execute("SHOW server_version")
