@@ -46,6 +46,13 @@ async def test_non_json_kwargs_are_refused_naming_the_job_and_nothing_is_written
         assert await cur.fetchone() == (0,)
 
 
+async def test_nul_character_in_kwargs_is_refused_before_anything_is_sent(app: App) -> None:
+    with pytest.raises(InvalidJobError, match=r"kwargs of job test_app_jobs\.sample contain"):
+        await app.push(sample.job.with_kwargs(text="a\x00b"))
+    stored = await app.push(sample.job.with_kwargs(text="a\\u0000b"))  # the six characters
+    assert (await app.get_job(stored)).kwargs == {"text": "a\\u0000b"}  # type: ignore[union-attr]
+
+
 async def test_unique_key_returns_the_unfinished_holder(app: App) -> None:
     first = await app.push(sample.job.with_unique_key("k"))
     again = await app.push(sample.job.with_kwargs(x=9).with_unique_key("k"))

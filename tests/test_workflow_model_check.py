@@ -94,8 +94,8 @@ def test_random_workflows_follow_the_model(
         for s, ds in deps.items()
     ]
     conn.execute(
-        "SELECT pgdag.push_workflow(%s::jsonb)",
-        (json.dumps({"id": wid, "name": "model", "steps": steps}),),
+        "SELECT pgdag.push_workflows(%s::jsonb)",
+        (json.dumps([{"id": wid, "name": "model", "steps": steps}]),),
     )
     model = Model(deps, fails)
     running: dict[str, tuple[str, int]] = {}

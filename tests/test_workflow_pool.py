@@ -12,7 +12,7 @@ import workflow_jobs as wj
 
 from worker import App, JobState, Worker
 from worker.plugins.leadership import Leadership
-from worker.plugins.workflow import Sequence, Workflow, WorkflowPlugin
+from worker.plugins.workflow import InvalidWorkflowError, Sequence, Workflow, WorkflowPlugin
 
 
 def diamond(name: str = "example") -> Workflow:
@@ -170,3 +170,31 @@ async def _until(condition: Callable[[], bool], timeout: float) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - polls a plain attribute
             await asyncio.sleep(0.05)
+
+
+async def test_push_many_writes_nothing_when_one_graph_is_bad(app: App) -> None:
+    good = diamond("good")
+    bad = Workflow("bad").add("a", wj.ok, ["missing"])
+    with pytest.raises(InvalidWorkflowError, match="unknown step 'missing'"):
+        await WorkflowPlugin.push_many(app, [good, bad])
+    assert await WorkflowPlugin.fetch_workflows(app) == []
+    ids = await WorkflowPlugin.push_many(app, [good, Workflow("empty")])
+    assert ids == [good.id, ids[1]]
+    states = {w.name: w.state for w in await WorkflowPlugin.fetch_workflows(app)}
+    assert states == {"good": Workflow.State.PENDING, "empty": Workflow.State.COMPLETED}
+
+
+async def test_repush_of_an_existing_id_keeps_steps_that_ran(app: App) -> None:
+    flow = Workflow("grow").add("a", wj.ok)
+    async with Worker(app, processes=1, concurrency=5):
+        await WorkflowPlugin.wait_for_workflow(
+            app, await WorkflowPlugin.push(app, flow), timeout=60
+        )
+        ran = await WorkflowPlugin.fetch_workflow(app, flow.id)
+        assert ran is not None
+        flow.add("b", wj.ok, ["a"])
+        assert await WorkflowPlugin.push(app, flow) == flow.id
+        done = await WorkflowPlugin.wait_for_workflow(app, flow.id, timeout=60)
+    assert done.state is Workflow.State.COMPLETED
+    assert done.steps["a"].job_id == ran.steps["a"].job_id, "a did not run again"
+    assert done.steps["b"].state is JobState.SUCCEEDED

@@ -26,7 +26,7 @@ def push(conn: psycopg.Connection, steps: list[tuple[str, list[str]]], **job: An
         "name": "wf",
         "steps": [{"step_id": s, "job": job_def(**job), "dependencies": deps} for s, deps in steps],
     }
-    conn.execute("SELECT pgdag.push_workflow(%s::jsonb)", (json.dumps(payload),))
+    conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (json.dumps([payload]),))
     return wid
 
 
@@ -186,7 +186,7 @@ def test_repush_adds_steps_and_never_reruns_those_with_jobs(conn: psycopg.Connec
             {"step_id": "b", "job": job_def(), "dependencies": ["a"]},
         ],
     }
-    conn.execute("SELECT pgdag.push_workflow(%s::jsonb)", (json.dumps(payload),))
+    conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (json.dumps([payload]),))
     assert steps(conn, wid) == {"a": ("succeeded", True, 0), "b": ("pending", True, 0)}
     assert workflow(conn, wid)[0] == "running"
     assert set(claim(conn)) == {"b"}
@@ -260,7 +260,7 @@ def test_many_connections_advancing_at_once_enqueue_each_step_once(
 
 def test_python_payload_pushes(conn: psycopg.Connection) -> None:
     flow = Workflow("py").add("x", _noop).add("y", _noop, ["x"])
-    conn.execute("SELECT pgdag.push_workflow(%s::jsonb)", (flow._payload(),))
+    conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (f"[{flow._payload()}]",))
     assert steps(conn, flow.id) == {"x": ("pending", True, 0), "y": ("pending", False, 1)}
 
 

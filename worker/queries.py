@@ -54,7 +54,7 @@ class Queries:
             "GROUP BY state"
         )
         self.now = q("SELECT now()")
-        self.push_workflow_query = q("SELECT {s}.push_workflow(%s::jsonb)")
+        self.push_workflows_query = q("SELECT {s}.push_workflows(%s::jsonb)")
         self.advance_workflows_query = q(
             "SELECT advanced, skipped, enqueued FROM {s}.advance_workflows(%s, now(), %s)"
         )
@@ -148,11 +148,10 @@ class Queries:
         assert row is not None and row[0] is not None
         return float(row[0])
 
-    async def push_workflow(self, conn: AsyncConnection, payload: str) -> UUID:
-        cur = await conn.execute(self.push_workflow_query, (payload,))
-        row = await cur.fetchone()
-        assert row is not None
-        return row[0]
+    async def push_workflows(self, conn: AsyncConnection, payload: str) -> list[UUID]:
+        """Store the workflows of a JSON array; their ids in order."""
+        cur = await conn.execute(self.push_workflows_query, (payload,))
+        return [row[0] for row in await cur.fetchall()]
 
     async def advance_workflows(
         self, conn: AsyncConnection, limit: int, ids: list[UUID] | None = None

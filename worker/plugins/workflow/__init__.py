@@ -280,10 +280,18 @@ class WorkflowPlugin(Plugin):
     async def push(cls, app: App, workflow: Workflow) -> str:
         """Validate and store the workflow and enqueue its root steps, in one call.
         An existing ID is updated; steps that already have jobs are not re-run."""
-        payload = workflow._payload()
+        return (await cls.push_many(app, [workflow]))[0]
+
+    @classmethod
+    async def push_many(cls, app: App, workflows: list[Workflow]) -> list[str]:
+        """:meth:`push` for many workflows in one round trip; returns their IDs.
+        Every workflow is validated first: one bad graph and nothing is written."""
+        if not workflows:
+            return []
+        payload = "[" + ",".join(w._payload() for w in workflows) + "]"
         async with app.connection() as conn:
-            workflow_id = await app.queries.push_workflow(conn, payload)
-        return str(workflow_id)
+            ids = await app.queries.push_workflows(conn, payload)
+        return [str(i) for i in ids]
 
     @classmethod
     async def fetch_workflow(cls, app: App, id_: str) -> Workflow | None:
