@@ -342,24 +342,5 @@ def _encode_jobs(jobs: Iterable[Job | IsAJob]) -> tuple[list[str], str]:
 
 
 def _queued(row: dict[str, Any]) -> QueuedJob:
-    return QueuedJob(
-        id=str(row["id"]),
-        func=row["func"],
-        kwargs=row["kwargs"],
-        queue=row["queue"],
-        priority=row["priority"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        errors=row["errors"],
-        result=row["result"],
-        meta=row["meta"],
-        unique_key=row["unique_key"],
-        timeout=row["timeout"],
-        created_at=row["created_at"],
-        scheduled_at=row["scheduled_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        worker_id=row["worker_id"],
-        cancel_requested=row["cancel_requested"],
-    )
+    """A row of ``Queries.get_jobs`` (its columns are QueuedJob's fields)."""
+    return QueuedJob(**{**row, "id": str(row["id"]), "state": JobState(row["state"])})
