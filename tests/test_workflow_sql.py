@@ -41,13 +41,21 @@ def claim(conn: psycopg.Connection, limit: int = 100) -> dict[str, tuple[str, in
 
 
 def complete(
-    conn: psycopg.Connection, claimed: dict[str, tuple[str, int]], **outcomes: str
+    conn: psycopg.Connection,
+    claimed: dict[str, tuple[str, int]],
+    advance_now: bool = False,
+    **outcomes: str,
 ) -> None:
+    """complete_jobs; by default without its own advancement (p_workflow_batch 0),
+    so that the tests drive advance_workflows step by step."""
     batch = [
         {"id": job_id, "claims": claims, "outcome": outcomes.get(step, "succeeded")}
         for step, (job_id, claims) in claimed.items()
     ]
-    conn.execute("SELECT * FROM pgdag.complete_jobs(%s, %s::jsonb)", (W, json.dumps(batch)))
+    conn.execute(
+        "SELECT * FROM pgdag.complete_jobs(%s, %s::jsonb, p_workflow_batch => %s)",
+        (W, json.dumps(batch), 1000 if advance_now else 0),
+    )
 
 
 def advance(conn: psycopg.Connection, limit: int = 1000) -> tuple[int, int, int]:
@@ -109,6 +117,19 @@ def test_diamond_advances_step_by_step_to_completed(conn: psycopg.Connection) ->
     advance(conn)
     assert workflow(conn, wid) == ("completed", 4, 4)
     assert advance(conn) == (0, 0, 0), "nothing left to do"
+
+
+def test_completion_advances_its_workflows_in_the_same_transaction(
+    conn: psycopg.Connection,
+) -> None:
+    wid = push(conn, DIAMOND)
+    complete(conn, claim(conn), advance_now=True)
+    assert steps(conn, wid)["left"] == ("pending", True, 0)
+    assert steps(conn, wid)["right"] == ("pending", True, 0)
+    assert advance(conn) == (0, 0, 0), "nothing was left for advance_workflows"
+    for _ in range(2):
+        complete(conn, claim(conn), advance_now=True)
+    assert workflow(conn, wid) == ("completed", 4, 4)
 
 
 def test_a_terminal_failure_fails_the_workflow_and_starts_nothing_more(
@@ -232,7 +253,10 @@ def test_many_connections_advancing_at_once_enqueue_each_step_once(
     ).fetchall()
     assert len(tops) == 200
     batch = [{"id": str(i), "claims": c, "outcome": "succeeded"} for i, c in tops]
-    conn.execute("SELECT * FROM pgdag.complete_jobs(%s, %s::jsonb)", (W, json.dumps(batch)))
+    conn.execute(  # events only: the threads below do the advancing
+        "SELECT * FROM pgdag.complete_jobs(%s, %s::jsonb, p_workflow_batch => 0)",
+        (W, json.dumps(batch)),
+    )
     errors: list[BaseException] = []
 
     def advance_until_idle() -> None:

@@ -37,7 +37,8 @@ class Queries:
         self.push_jobs = q("SELECT ord, existing_id FROM {s}.push_jobs(%s::jsonb)")
         self.claim_jobs = q("SELECT * FROM {s}.claim_jobs(%s, %s, %s, %s)")
         self.complete_jobs = q(
-            "SELECT id, state, workflow_id FROM {s}.complete_jobs(%s, %s::jsonb)"
+            "SELECT id, state, workflow_id "
+            "FROM {s}.complete_jobs(%s, %s::jsonb, p_workflow_batch => %s)"
         )
         self.extend_leases = q("SELECT id FROM {s}.extend_leases(%s, %s, %s)")
         self.recover_jobs = q("SELECT id, state FROM {s}.recover_jobs(%s, %s)")
@@ -97,10 +98,11 @@ class Queries:
         return [Claimed(*row) for row in await cur.fetchall()]
 
     async def complete(
-        self, conn: AsyncConnection, worker: str, payload: str
+        self, conn: AsyncConnection, worker: str, payload: str, workflow_batch: int = 1000
     ) -> list[tuple[UUID, str, UUID | None]]:
-        """(job id, new state, workflow id) of each job the batch changed."""
-        cur = await conn.execute(self.complete_jobs, (worker, payload))
+        """(job id, new state, workflow id) of each job the batch changed; the
+        workflows of finished steps are advanced in the same transaction."""
+        cur = await conn.execute(self.complete_jobs, (worker, payload, workflow_batch))
         return await cur.fetchall()
 
     async def extend(

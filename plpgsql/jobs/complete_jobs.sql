@@ -14,18 +14,26 @@
 -- running -> pending (released: the attempt is given back, unless it ends cancelled).
 -- A workflow step's state follows its job's; a step reaching a final state queues a
 -- workflow_events row for advance_workflows (which the caller runs next).
+-- Then it advances those workflows (advance_workflows, up to p_workflow_batch of them,
+-- SKIP LOCKED) in the same transaction; p_workflow_batch 0 leaves that to a later
+-- advance_workflows call.
 -- Returns the jobs it changed with their new state and workflow; notifies
 -- <schema>.done once when it changed any job.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
     p_worker text,
     p_outcomes jsonb,
-    p_now timestamptz DEFAULT now()
+    p_now timestamptz DEFAULT now(),
+    p_workflow_batch integer DEFAULT 1000
 )
 RETURNS TABLE (id uuid, state text, workflow_id uuid)
 LANGUAGE plpgsql
 AS $fn$
+DECLARE
+    v_ids uuid[];
+    v_states text[];
+    v_workflows uuid[];
+    v_touched uuid[];
 BEGIN
-    RETURN QUERY
     WITH o AS (
         SELECT *
         FROM jsonb_to_recordset(p_outcomes) AS x(
@@ -98,14 +106,28 @@ BEGIN
         FROM steps AS st
         WHERE st.state IN ('succeeded', 'failed', 'cancelled')
     )
-    SELECT x.id, x.state, x.workflow_id FROM done AS x;
+    SELECT array_agg(x.id), array_agg(x.state), array_agg(x.workflow_id)
+    INTO v_ids, v_states, v_workflows
+    FROM done AS x;
 
-    -- notify waiters (wait_for_job) once per batch that changed anything
-    IF FOUND THEN
-        PERFORM pg_notify({{schema_literal}} || '.done', '');
+    IF v_ids IS NULL THEN
+        RETURN;
     END IF;
+    -- notify waiters (wait_for_job) once per batch that changed anything
+    PERFORM pg_notify({{schema_literal}} || '.done', '');
+
+    -- advance the workflows whose steps finished, here: their next steps' jobs are
+    -- committed with this completion (one round trip less per hop of a chain). A
+    -- workflow locked by another caller is skipped; its events wait for the next
+    -- advance_workflows call (the worker process makes one after this).
+    v_touched := ARRAY(SELECT DISTINCT w FROM unnest(v_workflows) AS w WHERE w IS NOT NULL);
+    IF p_workflow_batch > 0 AND cardinality(v_touched) > 0 THEN
+        PERFORM {{schema}}.advance_workflows(p_workflow_batch, p_now, v_touched);
+    END IF;
+
+    RETURN QUERY SELECT * FROM unnest(v_ids, v_states, v_workflows);
 END;
 $fn$;
 
-COMMENT ON FUNCTION {{schema}}.complete_jobs(text, jsonb, timestamptz) IS
+COMMENT ON FUNCTION {{schema}}.complete_jobs(text, jsonb, timestamptz, integer) IS
     'Apply a batch of attempt outcomes from p_worker; stale ones change nothing.';

@@ -113,7 +113,12 @@ class Child:
         self.executor = Executor(config.concurrency, self._on_outcome, self._replace)
         try:
             self.pool = AsyncConnectionPool(
-                config.dsn, min_size=3, max_size=3, kwargs={"autocommit": True}, open=False
+                # claimer, completer, advancer, heartbeat
+                config.dsn,
+                min_size=4,
+                max_size=4,
+                kwargs={"autocommit": True},
+                open=False,
             )
             await self.pool.open(wait=True, timeout=30)
             self.listener = Listener(
@@ -231,9 +236,16 @@ class Child:
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    changed = await self.queries.complete(conn, self.config.worker_id, payload)
+                    changed = await self.queries.complete(
+                        conn, self.config.worker_id, payload, self.config.workflow_batch
+                    )
                 if any(workflow_id is not None for _id, _state, workflow_id in changed):
-                    self._advance_wanted.set()  # the next steps start now, not at a sweep
+                    # complete_jobs advanced what it could; the next steps may be
+                    # ours (claim now, not after the NOTIFY), and workflows it found
+                    # locked by another process are the advancer's
+                    self._may_have_work = True
+                    self._wake.set()
+                    self._advance_wanted.set()
                 return
             except psycopg.OperationalError as exc:
                 # keep the outcomes: the leases hold the jobs until we get through
@@ -265,11 +277,16 @@ class Child:
             await self._advance_wanted.wait()
             self._advance_wanted.clear()
             try:
-                await advance_until_idle(
+                created = await advance_until_idle(
                     self.pool.connection, self.queries, self.config.workflow_batch
                 )
             except psycopg.Error as exc:
                 log.warning("advancing workflows failed (%s); the sweep will retry", exc)
+                continue
+            if created:
+                # the next steps may be ours: claim now rather than after the NOTIFY
+                self._may_have_work = True
+                self._wake.set()
 
     async def _flush_all(self, completer: asyncio.Task[None]) -> None:
         """Let the completer finish: a batch it is sending, then what is left
