@@ -13,6 +13,7 @@ LANGUAGE plpgsql
 AS $fn$
 DECLARE
     v_created integer;
+    v_ready integer;
     v_queues text[];
 BEGIN
     WITH ready AS (
@@ -54,12 +55,16 @@ BEGIN
         FROM created AS c
         WHERE s.workflow_id = c.workflow_id AND s.step_id = c.step_id
     )
-    SELECT count(*)::integer, array_agg(DISTINCT c.queue) FILTER (WHERE c.scheduled_at <= p_now)
-    INTO v_created, v_queues
+    SELECT (SELECT count(*) FROM ready)::integer, count(*)::integer,
+           array_agg(DISTINCT c.queue) FILTER (WHERE c.scheduled_at <= p_now)
+    INTO v_ready, v_created, v_queues
     FROM created AS c;
 
     PERFORM pg_notify({{schema_literal}} || '.jobs', q) FROM unnest(v_queues) AS q;
 
+    IF v_created = v_ready THEN
+        RETURN v_created;
+    END IF;
     -- blocked by a unique_key held elsewhere: look again later
     INSERT INTO {{schema}}.workflow_events (workflow_id, available_at)
     SELECT DISTINCT s.workflow_id, p_now + interval '1 second'
