@@ -87,3 +87,12 @@ async def app(clean_db: str) -> AsyncIterator[App]:
     """An open App on an empty ``pgdag`` schema of this worker's database."""
     async with App(clean_db, schema=harness.SCHEMA) as opened:
         yield opened
+
+
+@pytest.fixture
+def executions(clean_db: str) -> str:
+    """An empty ``public.executions`` table in the test database (jobs of
+    pool_jobs.py record each run there); returns its DSN."""
+    from pool_helpers import create_executions
+
+    return create_executions(clean_db)

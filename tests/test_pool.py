@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from pool_helpers import (
     WAIT,
-    create_executions,
     pids_of,
     row,
     wait_replaced,
@@ -31,13 +30,6 @@ from pool_helpers import (
 from pool_jobs import asleepy, awaits_for, echo, flaky, sleepy, waits_for
 
 from worker import App, JobState, Worker
-
-
-@pytest.fixture
-def executions(clean_db: str) -> str:
-    """An empty ``public.executions`` table in the test database; returns its DSN."""
-    return create_executions(clean_db)
-
 
 # -- throughput and exactly-once claiming ----------------------------------------
 

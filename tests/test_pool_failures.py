@@ -15,7 +15,6 @@ import pytest
 from pool_helpers import (
     WAIT,
     Collect,
-    create_executions,
     pids_of,
     wait_replaced,
     wait_running,
@@ -38,13 +37,6 @@ from pool_jobs import (
 )
 
 from worker import App, Job, JobState, Worker
-
-
-@pytest.fixture
-def executions(clean_db: str) -> str:
-    """An empty ``public.executions`` table in the test database; returns its DSN."""
-    return create_executions(clean_db)
-
 
 # -- jobs that misbehave --------------------------------------------------------
 
