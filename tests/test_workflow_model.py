@@ -179,7 +179,7 @@ def test_plugin_defaults_and_hooks() -> None:
     plugin = WorkflowPlugin()
     assert (plugin.polling_interval, plugin.max_workflows_per_run) == (1, 1000)
     assert plugin.pruning_rule.to_sql().as_string() == (
-        'EXTRACT(EPOCH FROM (now() - "updated_at")) > 86400'.join("()")
+        'EXTRACT(EPOCH FROM (now() - "completed_at")) > 86400'.join("()")
     )
     assert plugin.api_plugin() == "worker.plugins.workflow.api.WorkflowApiPlugin"
     assert WorkflowPlugin.get_scope().value == "worker"
@@ -192,7 +192,7 @@ def test_rules_combine_and_quote_values() -> None:
     )
     rendered = rule.to_sql().as_string()
     assert rendered == (
-        '((EXTRACT(EPOCH FROM (now() - "updated_at")) > 60) AND '
+        '((EXTRACT(EPOCH FROM (now() - "completed_at")) > 60) AND '
         "((\"state\" = 'failed') OR (\"name\" = 'it''s')))"
     )
     assert isinstance(rule.to_sql(), sql.Composable)

@@ -137,7 +137,9 @@ async def test_cleanup_prunes_only_old_finished_workflows(app: App, clean_db: st
     new_done = await WorkflowPlugin.push(app, Workflow("new-done"))
     with psycopg.connect(clean_db, autocommit=True) as conn:
         conn.execute(
-            "UPDATE pgdag.workflows SET updated_at = now() - interval '2 days' WHERE id = ANY(%s)",
+            "UPDATE pgdag.workflows SET created_at = now() - interval '3 days', "
+            "updated_at = now() - interval '2 days', "
+            "completed_at = completed_at - interval '2 days' WHERE id = ANY(%s)",
             ([old_done, old_pending],),
         )
     removed = await WorkflowPlugin().cleanup(app)

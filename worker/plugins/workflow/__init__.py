@@ -184,13 +184,13 @@ class Sequence:
 
 
 class _Age(Rule):
-    """Seconds since the workflow last changed (for finished ones: since they finished)."""
+    """Seconds since the workflow finished (NULL, so never matching, while it runs)."""
 
     def __init__(self) -> None:
-        super().__init__("updated_at")
+        super().__init__("completed_at")
 
     def to_sql(self) -> sql.Composable:
-        return sql.SQL("EXTRACT(EPOCH FROM (now() - {}))").format(sql.Identifier("updated_at"))
+        return sql.SQL("EXTRACT(EPOCH FROM (now() - {}))").format(sql.Identifier("completed_at"))
 
 
 _DEFAULT_PRUNING_RULE = _Age() > 86400  # finished for a day
