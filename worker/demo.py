@@ -160,12 +160,11 @@ async def run_workflow_demo(app: App, *, workflows: int = 2_000, processes: int 
             f"({' -> '.join(as_job(s.job).func.rsplit('.', 1)[1] for s in order)})"
         )
 
-        started = time.perf_counter()
-        ids = [
-            await WorkflowPlugin.push(app, example_workflow(f"diamond-{i}"))
-            for i in range(workflows)
-        ]
         progress = Progress(workflows, "running diamond workflows")
+        started = time.perf_counter()
+        ids = await WorkflowPlugin.push_many(
+            app, [example_workflow(f"diamond-{i}") for i in range(workflows)]
+        )
         while True:
             async with app.connection() as conn:
                 states = await app.queries.workflow_states(conn, [UUID(i) for i in ids])
