@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -121,19 +122,22 @@ class Job:
         )
 
     def pack(self) -> dict[str, Any]:
-        """A JSON-ready dict (see :meth:`unpack`)."""
-        return {
-            "func": self.func,
-            "kwargs": dict(self.kwargs),
-            "queue": self.queue,
-            "priority": self.priority,
-            "max_attempts": self.max_attempts,
-            "timeout": self.timeout,
-            "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
-            "unique_key": self.unique_key,
-            "meta": dict(self.meta),
-            "retry": dataclasses.asdict(self.retry),
-        }
+        """A JSON-ready dict (see :meth:`unpack`): ``func`` and every field that
+        differs from its default, so that stored definitions stay small."""
+        packed: dict[str, Any] = {"func": self.func}
+        for name, default in _PACK_DEFAULTS.items():
+            value = getattr(self, name)
+            if value != default:
+                packed[name] = value
+        if self.kwargs:
+            packed["kwargs"] = dict(self.kwargs)
+        if self.meta:
+            packed["meta"] = dict(self.meta)
+        if self.scheduled_at is not None:
+            packed["scheduled_at"] = self.scheduled_at.isoformat()
+        if self.retry != Retry():
+            packed["retry"] = dataclasses.asdict(self.retry)
+        return packed
 
     @classmethod
     def unpack(cls, data: Mapping[str, Any]) -> Job:
@@ -150,6 +154,15 @@ class Job:
             meta=dict(data.get("meta") or {}),
             retry=Retry(**(data.get("retry") or {})),
         )
+
+
+_PACK_DEFAULTS: dict[str, Any] = {
+    "queue": "default",
+    "priority": 0,
+    "max_attempts": 1,
+    "timeout": None,
+    "unique_key": None,
+}
 
 
 @runtime_checkable
@@ -296,9 +309,19 @@ def uuid7() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# U+0000 as json.dumps writes it: \u0000 after an even number of backslashes
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def dump_json(value: Any, what: str) -> str:
-    """``json.dumps`` with an error that says what could not be encoded."""
+    """``json.dumps`` with an error that says what could not be encoded; refuses
+    U+0000, which PostgreSQL's jsonb cannot store."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(f"{what} is not JSON-serialisable: {exc}") from exc
+    if _JSON_NUL.search(text):
+        raise InvalidJobError(
+            f"{what} contains the character U+0000, which PostgreSQL's jsonb cannot store"
+        )
+    return text

@@ -142,20 +142,21 @@ class Workflow:
                     f"has step_id {step.step_id!r}"
                 )
         check_graph(self.name, {k: s.dependencies for k, s in self.steps.items()})
-        steps = []
-        for step in self.steps.values():
-            packed = as_job(step.job).pack()
-            try:
-                dump_json(packed, "")
-            except InvalidJobError as exc:
-                raise InvalidWorkflowError(
-                    f"workflow {self.name!r}, step {step.step_id!r}: the job's kwargs or meta "
-                    f"are not JSON-serialisable ({exc.__cause__})"
-                ) from None
-            steps.append(
-                {"step_id": step.step_id, "job": packed, "dependencies": step.dependencies}
-            )
-        return dump_json({"id": str(self.id), "name": self.name, "steps": steps}, "workflow")
+        steps = [
+            {"step_id": s.step_id, "job": as_job(s.job).pack(), "dependencies": s.dependencies}
+            for s in self.steps.values()
+        ]
+        try:
+            return dump_json({"id": str(self.id), "name": self.name, "steps": steps}, "workflow")
+        except InvalidJobError:
+            for step in steps:  # name the culprit
+                try:
+                    dump_json(step["job"], "the job's kwargs or meta")
+                except InvalidJobError as exc:
+                    raise InvalidWorkflowError(
+                        f"workflow {self.name!r}, step {step['step_id']!r}: {exc}"
+                    ) from None
+            raise
 
 
 class Sequence:
