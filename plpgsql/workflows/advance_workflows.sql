@@ -10,8 +10,9 @@
 --   a "failed"/"cancelled" event: workflow -> failed (no further step starts);
 --   all steps succeeded: workflow -> completed;
 --   steps whose remaining_deps reached 0 get their jobs (_enqueue_ready).
--- Returns: advanced (workflows processed), skipped (workflows with due events locked
--- by another caller), enqueued (jobs created). Notifies <schema>.done when it
+-- Returns: advanced (workflows processed), skipped (workflows that still have due
+-- events: locked by another caller, beyond p_limit, or new since), enqueued (jobs
+-- created). Notifies <schema>.done when it
 -- finished any workflow.
 CREATE OR REPLACE FUNCTION {{schema}}.advance_workflows(
     p_limit integer DEFAULT 1000,
@@ -114,9 +115,12 @@ BEGIN
         PERFORM pg_notify({{schema_literal}} || '.done', '');
     END IF;
 
+    -- what is still due: events of workflows locked elsewhere or beyond p_limit, and
+    -- events inserted for ours after we consumed theirs (both need another call).
+    -- No "NOT = ANY (v_ids)" here: that compares every event with every id.
     SELECT count(DISTINCT e.workflow_id)::integer INTO skipped
     FROM {{schema}}.workflow_events AS e
-    WHERE e.available_at <= p_now AND NOT e.workflow_id = ANY (v_ids);
+    WHERE e.available_at <= p_now;
     RETURN NEXT;
 END;
 $fn$;
