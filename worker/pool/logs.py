@@ -1,29 +1,31 @@
 """Logs of every worker process reach the supervisor's handlers.
 
-Each worker process gets a pipe of its own to the supervisor
-(:meth:`LogBridge.connect`). In the child, :class:`ToSupervisor` renders each
-record (message and traceback, so nothing unpicklable travels) and a feeder
-thread sends it, so logging never waits for the pipe. In the supervisor, one
-thread receives from every pipe and hands each record to the logger it was
-logged with, so whatever handlers the application configured see them, with
-the child's process name and pid. Inside a job, records also carry ``job_id``
-and ``job_func`` (from a context variable the executor sets).
+In each child, multiprocessing-logging's ``MultiProcessingHandler`` renders
+every record (message and traceback, so nothing unpicklable travels) and queues
+it; its thread sends it over a pipe of the child's own to the supervisor
+(:func:`install_in_child`), so logging never waits for the pipe. In the
+supervisor, one thread receives from every pipe and hands each record to the
+logger it was logged with, so whatever handlers the application configured see
+them, with the child's process name and pid. Inside a job, records also carry
+``job_id`` and ``job_func`` (from a context variable the executor sets).
 
-Why a pipe per process and not one queue shared by all: a multiprocessing
-queue has a lock shared by its writers, and a process killed while sending
-(``kill -9``, a job calling ``os._exit``) would keep it taken forever,
-silencing every other process. With a pipe each, a process that dies takes
-at most its own last records with it.
+Why not multiprocessing-logging's usual set-up, one queue shared by every
+process: a multiprocessing queue has a lock shared by its writers, and a process
+killed while sending (``kill -9``, a job calling ``os._exit``) would keep it
+taken forever, silencing every other process. Here each child's queue is its
+own and the pipe is per process, so a process that dies takes at most its own
+last records with it.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import queue
 import threading
 import time
 from multiprocessing.connection import Connection, wait
+
+from multiprocessing_logging import MultiProcessingHandler
 
 from worker.job import current_job
 
@@ -109,49 +111,35 @@ class LogBridge:
             reader.close()
 
 
-class ToSupervisor(logging.Handler):
-    """Child side: renders records and queues them for a feeder thread that
-    sends them to the supervisor."""
+class _PipeSender(logging.Handler):
+    """Child side, in multiprocessing-logging's thread: sends a rendered record
+    over this process's pipe to the supervisor."""
 
     def __init__(self, conn: Connection) -> None:
         super().__init__()
         self._conn = conn
-        self._pending: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self._feeder = threading.Thread(target=self._feed, name="pgdag-log-feeder", daemon=True)
-        self._feeder.start()
         self.addFilter(JobContext())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            record.msg = record.getMessage()
-            record.args = None
-            if record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-            self._pending.put(record)
-        except Exception:  # noqa: BLE001 - logging must never raise (handleError reports)
+            self._conn.send(record)
+        except OSError:
+            raise  # the supervisor is gone: multiprocessing-logging stops its thread
+        except Exception:  # noqa: BLE001 - e.g. an unpicklable `extra` value: drop it
             self.handleError(record)
-
-    def _feed(self) -> None:
-        while (record := self._pending.get()) is not None:
-            try:
-                self._conn.send(record)
-            except OSError:  # the supervisor is gone
-                return
-            except Exception:  # noqa: BLE001 - e.g. an unpicklable `extra` value: drop it
-                continue
-
-    def close(self) -> None:
-        """Send what is queued (waiting a second at most: the supervisor may be
-        gone); :func:`logging.shutdown` calls this before the process exits."""
-        self._pending.put(None)
-        self._feeder.join(1.0)
-        super().close()
 
 
 def install_in_child(conn: Connection, level: int) -> None:
+    """Route the child's records to the supervisor: multiprocessing-logging's
+    handler renders each record (message, traceback) and queues it, and its
+    thread hands it to :class:`_PipeSender`, so a logging call never waits for
+    the pipe. Its queue lives in this process only; no lock is shared with any
+    other process. At exit, :func:`logging.shutdown` closes the handler, which
+    sends what is queued first."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(ToSupervisor(conn))
+    # the filters of the sender are the handler's own: they run in the logging
+    # call, where the job's context variables are set
+    root.addHandler(MultiProcessingHandler("pgdag-log-feeder", sub_handler=_PipeSender(conn)))
     root.setLevel(level)
