@@ -139,6 +139,11 @@ def install_in_child(conn: Connection, level: int) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    # The handler's queue never leaves this process: make it in the fork context,
+    # whose semaphores are unlinked at once. (In the spawn context they are left to
+    # the resource tracker, which complains of "leaked semaphores" when a worker
+    # process ends with os._exit.) Worker processes start no processes of their own.
+    multiprocessing.set_start_method("fork", force=True)
     # the filters of the sender are the handler's own: they run in the logging
     # call, where the job's context variables are set
     root.addHandler(MultiProcessingHandler("pgdag-log-feeder", sub_handler=_PipeSender(conn)))
