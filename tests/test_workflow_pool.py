@@ -200,3 +200,18 @@ async def test_repush_of_an_existing_id_keeps_steps_that_ran(app: App) -> None:
     assert done.state is Workflow.State.COMPLETED
     assert done.steps["a"].job_id == ran.steps["a"].job_id, "a did not run again"
     assert done.steps["b"].state is JobState.SUCCEEDED
+
+
+async def test_pruner_calls_every_plugins_cleanup(app: App, clean_db: str) -> None:
+    from worker.plugins.pruner import Pruner
+
+    finished = await WorkflowPlugin.push(app, Workflow("finished"))
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE pgdag.workflows SET completed_at = now() - interval '2 days' WHERE id = %s",
+            (finished,),
+        )
+    pruner = Pruner()
+    app.plugins.extend([Leadership(), WorkflowPlugin(), pruner])
+    assert await pruner.prune(app) == 1
+    assert await WorkflowPlugin.fetch_workflow(app, finished) is None
