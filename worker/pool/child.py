@@ -275,6 +275,10 @@ class Child:
         to on ``<schema>.workflows``), in batches of ``workflow_batch``."""
         while True:
             await self._advance_wanted.wait()
+            # complete_jobs advanced what it could; what is left (workflows another
+            # process held locked) can wait a few milliseconds, so that one call
+            # serves several completion batches
+            await asyncio.sleep(0.005)
             self._advance_wanted.clear()
             try:
                 created = await advance_until_idle(
