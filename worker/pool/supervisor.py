@@ -88,7 +88,6 @@ class Worker:
         self._stopping = False
         self._logs: LogBridge | None = None
         self._monitor: asyncio.Task[None] | None = None
-        self._died = asyncio.Event()
         self._plugin_tasks: list[asyncio.Task[None]] = []
 
     # -- public ------------------------------------------------------------------
@@ -318,7 +317,6 @@ class Worker:
                 except WorkerStartupError as exc:
                     # not the whole pool's end: one that died is replaced next round
                     log.error("replacing worker %s: %s", slot.config.worker_id, exc)
-                self._died.set()
 
     async def _recover(self, slot: _Slot) -> None:
         try:
