@@ -50,8 +50,21 @@ def push(
     conn: psycopg.Connection, *jobs: dict[str, Any], now: datetime = T0
 ) -> list[tuple[int, UUID]]:
     return conn.execute(
-        q("SELECT * FROM {s}.push_jobs(%s::jsonb, %s)"), (json.dumps(list(jobs)), now)
+        q("SELECT * FROM {s}.push_jobs(%s::jsonb, %s)"),
+        (json.dumps([packed(job) for job in jobs]), now),
     ).fetchall()
+
+
+def packed(job: dict[str, Any]) -> dict[str, Any]:
+    """The tests name a job's fields after the jobs columns (timeout_seconds,
+    retry_backoff, ...); push_jobs takes them as Job.pack() writes them."""
+    out = {k: v for k, v in job.items() if k != "timeout_seconds" and not k.startswith("retry_")}
+    if "timeout_seconds" in job:
+        out["timeout"] = job["timeout_seconds"]
+    retry = {k.removeprefix("retry_"): v for k, v in job.items() if k.startswith("retry_")}
+    if retry:
+        out["retry"] = retry
+    return out
 
 
 def push_one(conn: psycopg.Connection, now: datetime = T0, **fields: Any) -> UUID:

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import workflow_jobs as wj
 
 from worker.plugins.workflow import Workflow
 
@@ -283,12 +284,6 @@ def test_many_connections_advancing_at_once_enqueue_each_step_once(
 
 
 def test_python_payload_pushes(conn: psycopg.Connection) -> None:
-    flow = Workflow("py").add("x", _noop).add("y", _noop, ["x"])
+    flow = Workflow("py").add("x", wj.ok).add("y", wj.ok, ["x"])
     conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (f"[{flow._payload()}]",))
     assert steps(conn, flow.id) == {"x": ("pending", True, 0), "y": ("pending", False, 1)}
-
-
-def _noop() -> None: ...
-
-
-_noop.job = __import__("worker").Job(func="test_workflow_sql._noop")  # type: ignore[attr-defined]

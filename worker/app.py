@@ -289,37 +289,11 @@ def _uuid(value: str | UUID) -> UUID:
         raise JobNotFoundError(f"{value!r} is not a job id (a UUID)") from exc
 
 
-_DEFAULT_RETRY = {"backoff": 1.0, "factor": 2.0, "limit": 300.0, "jitter": 0.1}
-
-
 def _encode_jobs(jobs: Iterable[Job | IsAJob]) -> tuple[list[str], str]:
-    """Ids and the JSON payload of push_jobs; only non-default fields are sent."""
-    ids: list[str] = []
-    rows: list[dict[str, Any]] = []
-    for item in jobs:
-        job = as_job(item)
-        job_id = uuid7()
-        row: dict[str, Any] = {"id": job_id, "func": job.func, "queue": job.queue}
-        if job.kwargs:
-            row["kwargs"] = job.kwargs
-        if job.meta:
-            row["meta"] = job.meta
-        if job.priority:
-            row["priority"] = job.priority
-        if job.max_attempts != 1:
-            row["max_attempts"] = job.max_attempts
-        if job.timeout is not None:
-            row["timeout_seconds"] = job.timeout
-        if job.unique_key is not None:
-            row["unique_key"] = job.unique_key
-        if job.scheduled_at is not None:
-            row["scheduled_at"] = job.scheduled_at.isoformat()
-        for name, default in _DEFAULT_RETRY.items():
-            value = getattr(job.retry, name)
-            if value != default:
-                row[f"retry_{name}"] = value
-        ids.append(job_id)
-        rows.append(row)
+    """Ids and the JSON payload of push_jobs: each job as Job.pack() gives it."""
+    packed = [as_job(item).pack() for item in jobs]
+    ids = [uuid7() for _ in packed]
+    rows = [{"id": job_id, **job} for job_id, job in zip(ids, packed, strict=True)]
     try:
         payload = dump_json(rows, "jobs")
     except InvalidJobError:

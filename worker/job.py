@@ -135,7 +135,7 @@ class Job:
             packed["meta"] = dict(self.meta)
         if self.scheduled_at is not None:
             packed["scheduled_at"] = self.scheduled_at.isoformat()
-        if self.retry != Retry():
+        if self.retry != _DEFAULT_RETRY:
             packed["retry"] = dataclasses.asdict(self.retry)
         return packed
 
@@ -156,6 +156,7 @@ class Job:
         )
 
 
+_DEFAULT_RETRY = Retry()
 _PACK_DEFAULTS: dict[str, Any] = {
     "queue": "default",
     "priority": 0,

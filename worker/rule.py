@@ -46,9 +46,6 @@ class Rule:
     def __ne__(self, value: Any) -> Condition:  # type: ignore[override]
         return self._compare("<>", value)
 
-    def is_in(self, values: list[Any]) -> Condition:
-        return Condition(self, "= ANY", list(values))
-
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
@@ -63,8 +60,6 @@ class Condition(Rule):
         self.left, self.op, self.value = left, op, value
 
     def to_sql(self) -> sql.Composable:
-        if self.op == "= ANY":
-            return sql.SQL("({} = ANY({}))").format(self.left.to_sql(), sql.Literal(self.value))
         return sql.SQL("({} {} {})").format(
             self.left.to_sql(), sql.SQL(self.op), sql.Literal(self.value)
         )

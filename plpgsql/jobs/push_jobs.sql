@@ -1,8 +1,9 @@
 -- push_jobs(p_jobs, p_now): insert a batch of jobs in one statement.
 --
--- p_jobs is a JSON array of objects with the columns of jobs (id, func, queue,
--- kwargs, meta, priority, max_attempts, timeout_seconds, retry_*, unique_key,
--- scheduled_at); absent keys take the column defaults, scheduled_at defaults to p_now.
+-- p_jobs is a JSON array of jobs as Job.pack() writes them, plus their "id" (func,
+-- queue, kwargs, meta, priority, max_attempts, timeout, retry {backoff, factor, limit,
+-- jitter}, unique_key, scheduled_at; the shape _enqueue_ready reads from workflow
+-- steps too); absent keys take the defaults, scheduled_at defaults to p_now.
 -- Locks: the inserted rows; a job whose unique_key an unfinished job already holds
 -- is not inserted (ON CONFLICT waits for a concurrent pusher of the same key).
 -- Transitions: none -> pending.
@@ -24,17 +25,18 @@ BEGIN
     SELECT
         i.id, i.func, coalesce(i.queue, 'default'), coalesce(i.kwargs, '{}'),
         coalesce(i.meta, '{}'), coalesce(i.priority, 0), coalesce(i.max_attempts, 1),
-        i.timeout_seconds, coalesce(i.retry_backoff, 1), coalesce(i.retry_factor, 2),
-        coalesce(i.retry_limit, 300), coalesce(i.retry_jitter, 0.1), i.unique_key,
+        i.timeout, coalesce((i.retry ->> 'backoff')::double precision, 1),
+        coalesce((i.retry ->> 'factor')::double precision, 2),
+        coalesce((i.retry ->> 'limit')::double precision, 300),
+        coalesce((i.retry ->> 'jitter')::double precision, 0.1), i.unique_key,
         coalesce(i.scheduled_at, p_now), p_now
     FROM ROWS FROM (jsonb_to_recordset(p_jobs) AS (
         id uuid, func text, queue text, kwargs jsonb, meta jsonb, priority integer,
-        max_attempts integer, timeout_seconds double precision, retry_backoff double precision,
-        retry_factor double precision, retry_limit double precision,
-        retry_jitter double precision, unique_key text, scheduled_at timestamptz
+        max_attempts integer, timeout double precision, retry jsonb, unique_key text,
+        scheduled_at timestamptz
     )) WITH ORDINALITY AS i(
-        id, func, queue, kwargs, meta, priority, max_attempts, timeout_seconds, retry_backoff,
-        retry_factor, retry_limit, retry_jitter, unique_key, scheduled_at, ord
+        id, func, queue, kwargs, meta, priority, max_attempts, timeout, retry, unique_key,
+        scheduled_at, ord
     )
     ORDER BY i.ord
     ON CONFLICT (unique_key)
