@@ -40,6 +40,9 @@ class Queries:
             "SELECT id, state, workflow_id "
             "FROM {s}.complete_jobs(%s, %s::jsonb, p_workflow_batch => %s)"
         )
+        self.complete_and_claim_jobs = q(
+            "SELECT * FROM {s}.complete_and_claim_jobs(%s, %s::jsonb, %s, %s, %s, %s)"
+        )
         self.extend_leases = q("SELECT id FROM {s}.extend_leases(%s, %s, %s)")
         self.recover_jobs = q("SELECT id, state FROM {s}.recover_jobs(%s, %s)")
         self.cancel_job = q("SELECT {s}.cancel_job(%s)")
@@ -82,6 +85,53 @@ class Queries:
             "SELECT extract(epoch FROM max(completed_at) - min(created_at)) "
             "FROM {s}.jobs WHERE queue = %s AND created_at >= %s"
         )
+        # -- the read side of the HTTP API (worker/api) -----------------------------
+        # Pages are newest first and keyset-paginated on (created_at, id): a page
+        # starts strictly after the (created_at, id) of the last row of the one before.
+        self.api_schema_version = q("SELECT {s}.schema_version()")
+        self.api_list_workflows = q(
+            "SELECT id, name, state, steps_total, steps_succeeded, created_at, updated_at, "
+            "completed_at FROM {s}.workflows "
+            "WHERE (%(states)s::text[] IS NULL OR state = ANY(%(states)s)) "
+            "AND (%(name)s::text IS NULL OR name = %(name)s) "
+            "AND (%(before_at)s::timestamptz IS NULL "
+            "OR (created_at, id) < (%(before_at)s, %(before_id)s::uuid)) "
+            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+        )
+        self.api_workflow = q(
+            "SELECT w.id, w.name, w.state, w.steps_total, w.steps_succeeded, w.created_at, "
+            "w.updated_at, w.completed_at, "
+            "(SELECT coalesce(jsonb_agg(jsonb_build_object("
+            "'step_id', s.step_id, 'func', s.job ->> 'func', "
+            "'queue', coalesce(j.queue, s.job ->> 'queue', 'default'), "
+            "'dependencies', s.dependencies, 'state', s.state, 'job_id', s.job_id, "
+            "'attempts', coalesce(j.attempts, 0), "
+            "'max_attempts', coalesce(j.max_attempts, (s.job ->> 'max_attempts')::integer, 1), "
+            "'started_at', s.started_at, 'completed_at', s.completed_at, "
+            "'errors', coalesce(j.errors, '[]'::jsonb)) ORDER BY s.position), '[]') "
+            "FROM {s}.workflow_steps AS s LEFT JOIN {s}.jobs AS j ON j.id = s.job_id "
+            "WHERE s.workflow_id = w.id) AS steps "
+            "FROM {s}.workflows AS w WHERE w.id = %s"
+        )
+        self.api_list_jobs = q(
+            "SELECT id, func, queue, state, priority, attempts, max_attempts, created_at, "
+            "scheduled_at, started_at, completed_at, workflow_id, step_id FROM {s}.jobs "
+            "WHERE (%(states)s::text[] IS NULL OR state = ANY(%(states)s)) "
+            "AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s)) "
+            "AND (%(before_at)s::timestamptz IS NULL "
+            "OR (created_at, id) < (%(before_at)s, %(before_id)s::uuid)) "
+            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+        )
+        self.api_job = q(
+            "SELECT id, func, queue, state, priority, attempts, max_attempts, kwargs, meta, "
+            "result, errors, unique_key, timeout_seconds AS timeout, created_at, scheduled_at, "
+            "started_at, completed_at, worker_id, cancel_requested, workflow_id, step_id "
+            "FROM {s}.jobs WHERE id = %s"
+        )
+        self.api_job_counts = q(
+            "SELECT queue, state, count(*) AS count FROM {s}.jobs "
+            "GROUP BY queue, state ORDER BY queue, state"
+        )
 
     async def push(self, conn: AsyncConnection, payload: str) -> list[tuple[int, UUID]]:
         cur = await conn.execute(self.push_jobs, (payload,))
@@ -104,6 +154,23 @@ class Queries:
         workflows of finished steps are advanced in the same transaction."""
         cur = await conn.execute(self.complete_jobs, (worker, payload, workflow_batch))
         return await cur.fetchall()
+
+    async def complete_and_claim(
+        self,
+        conn: AsyncConnection,
+        worker: str,
+        payload: str,
+        queues: list[str],
+        limit: int,
+        lease: float,
+        workflow_batch: int = 1000,
+    ) -> list[Claimed]:
+        """Record a batch of outcomes and claim up to ``limit`` jobs, in one
+        transaction (what the completions made ready included)."""
+        cur = await conn.execute(
+            self.complete_and_claim_jobs, (worker, payload, queues, limit, lease, workflow_batch)
+        )
+        return [Claimed(*row) for row in await cur.fetchall()]
 
     async def extend(
         self, conn: AsyncConnection, worker: str, ids: list[UUID], lease: float
@@ -198,3 +265,64 @@ class Queries:
     ) -> dict[str, tuple[datetime | None, datetime | None]]:
         cur = await conn.execute(self.step_timings_query, (UUID(workflow_id),))
         return {step: (started, completed) for step, started, completed in await cur.fetchall()}
+
+    # -- the read side of the HTTP API ------------------------------------------------
+
+    async def schema_version(self, conn: AsyncConnection) -> int:
+        """The highest migration applied to the schema (raises if it has none)."""
+        cur = await conn.execute(self.api_schema_version)
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def list_workflows(
+        self,
+        conn: AsyncConnection,
+        *,
+        states: list[str] | None,
+        name: str | None,
+        before: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Workflows without their steps, newest first, starting after ``before``."""
+        params = {"states": states, "name": name, "limit": limit, **_keyset(before)}
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.api_list_workflows, params)
+            return await cur.fetchall()
+
+    async def workflow(self, conn: AsyncConnection, workflow_id: UUID) -> dict[str, Any] | None:
+        """One workflow with its steps (and their jobs' attempts and errors)."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.api_workflow, (workflow_id,))
+            return await cur.fetchone()
+
+    async def list_jobs(
+        self,
+        conn: AsyncConnection,
+        *,
+        states: list[str] | None,
+        queues: list[str] | None,
+        before: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Jobs without kwargs, result or errors, newest first, starting after ``before``."""
+        params = {"states": states, "queues": queues, "limit": limit, **_keyset(before)}
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.api_list_jobs, params)
+            return await cur.fetchall()
+
+    async def job(self, conn: AsyncConnection, job_id: UUID) -> dict[str, Any] | None:
+        """One job, everything stored about it but its claim and retry settings."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(self.api_job, (job_id,))
+            return await cur.fetchone()
+
+    async def job_counts(self, conn: AsyncConnection) -> list[tuple[str, str, int]]:
+        """(queue, state, number of jobs) for every pair that has jobs."""
+        cur = await conn.execute(self.api_job_counts)
+        return [(queue, state, int(count)) for queue, state, count in await cur.fetchall()]
+
+
+def _keyset(before: tuple[datetime, UUID] | None) -> dict[str, Any]:
+    at, key = before if before is not None else (None, None)
+    return {"before_at": at, "before_id": key}

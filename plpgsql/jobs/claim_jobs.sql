@@ -20,15 +20,25 @@ LANGUAGE plpgsql
 AS $fn$
 BEGIN
     RETURN QUERY
+    -- each queue's best jobs straight from jobs_claimable in its order (the index
+    -- stops after p_limit; "queue = ANY" made PostgreSQL sort every due job of the
+    -- queues on each claim), then the best of those across queues. Rows locked
+    -- in a queue but beaten by another queue's are released at commit, unchanged.
     WITH picked AS (
         SELECT c.id
-        FROM {{schema}}.jobs AS c
-        WHERE c.state IN ('pending', 'retrying')
-          AND c.queue = ANY (p_queues)
-          AND c.scheduled_at <= p_now
+        FROM (SELECT DISTINCT unnest(p_queues)) AS q(queue)
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.priority, c.scheduled_at
+            FROM {{schema}}.jobs AS c
+            WHERE c.state IN ('pending', 'retrying')
+              AND c.queue = q.queue
+              AND c.scheduled_at <= p_now
+            ORDER BY c.priority DESC, c.scheduled_at, c.id
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ) AS c
         ORDER BY c.priority DESC, c.scheduled_at, c.id
         LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
     ),
     claimed AS (
         UPDATE {{schema}}.jobs AS j

@@ -16,7 +16,9 @@
 -- workflow_events row for advance_workflows (which the caller runs next).
 -- Then it advances those workflows (advance_workflows, up to p_workflow_batch of them,
 -- SKIP LOCKED) in the same transaction; p_workflow_batch 0 leaves that to a later
--- advance_workflows call.
+-- advance_workflows call. When events are left over (workflows locked by another
+-- caller, or p_workflow_batch 0) it notifies <schema>.workflows, so that a worker
+-- process advances them once this transaction is visible.
 -- Returns the jobs it changed with their new state and workflow; notifies
 -- <schema>.done once when it changed any job.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
@@ -29,34 +31,55 @@ RETURNS TABLE (id uuid, state text, workflow_id uuid)
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
+    v_rows tid[];
+    v_decided text[];
+    v_outcomes text[];
+    v_results jsonb[];
+    v_errors jsonb[];
     v_ids uuid[];
     v_states text[];
     v_workflows uuid[];
     v_touched uuid[];
+    v_left integer;
 BEGIN
-    WITH o AS (
+    -- decide: one primary-key lookup per outcome, and lock. Locked before deciding,
+    -- not only in the UPDATE below: a row changed meanwhile (recovered and claimed
+    -- again, cancel requested) is then checked and decided on its newest version,
+    -- where the UPDATE alone would recheck only its own WHERE.
+    SELECT array_agg(c.ctid), array_agg(c.new_state), array_agg(o.outcome),
+           array_agg(o.result), array_agg(o.error)
+    INTO v_rows, v_decided, v_outcomes, v_results, v_errors
+    FROM jsonb_to_recordset(p_outcomes) AS o(
+        id uuid, claims integer, outcome text, result jsonb, error jsonb
+    )
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.ctid,
+               CASE
+                   WHEN o.outcome = 'succeeded' THEN 'succeeded'
+                   WHEN o.outcome = 'cancelled' OR j.cancel_requested THEN 'cancelled'
+                   WHEN o.outcome = 'released' THEN 'pending'
+                   WHEN o.outcome IN ('failed', 'timeout') THEN
+                       CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'retrying' END
+               END AS new_state
+        FROM {{schema}}.jobs AS j
+        WHERE j.id = o.id AND j.state = 'running' AND j.claims = o.claims
+          AND j.worker_id = p_worker
+        FOR UPDATE
+    ) AS c;
+
+    IF v_rows IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- apply, to the rows locked above, found by their physical address (they cannot
+    -- move while we hold them): joined on the outcomes' ids, the planner, misled by
+    -- statistics of a table that changes fast, scanned the whole table or compared
+    -- every outcome with every row
+    WITH decided AS (
         SELECT *
-        FROM jsonb_to_recordset(p_outcomes) AS x(
-            id uuid, claims integer, outcome text, result jsonb, error jsonb
-        )
-    ),
-    decided AS (
-        SELECT
-            o.*,
-            CASE
-                WHEN o.outcome = 'succeeded' THEN 'succeeded'
-                WHEN o.outcome = 'cancelled' OR j.cancel_requested THEN 'cancelled'
-                WHEN o.outcome = 'released' THEN 'pending'
-                WHEN o.outcome IN ('failed', 'timeout') THEN
-                    CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'retrying' END
-            END AS new_state
-        FROM o
-        JOIN {{schema}}.jobs AS j ON j.id = o.id
-        WHERE j.state = 'running' AND j.claims = o.claims AND j.worker_id = p_worker
-        -- lock here, not only in the UPDATE below: a row changed meanwhile (recovered
-        -- and claimed again, cancel requested) is then checked and decided on its
-        -- newest version, where the UPDATE alone would recheck only its own WHERE
-        FOR UPDATE OF j
+        FROM unnest(v_rows, v_decided, v_outcomes, v_results, v_errors)
+            AS d(row_id, new_state, outcome, result, error)
+        WHERE d.new_state IS NOT NULL
     ),
     done AS (
         UPDATE {{schema}}.jobs AS j
@@ -86,7 +109,7 @@ BEGIN
             completed_at = CASE WHEN d.new_state IN ('succeeded', 'failed', 'cancelled') THEN p_now END,
             lease_expires_at = NULL
         FROM decided AS d
-        WHERE j.id = d.id AND d.new_state IS NOT NULL
+        WHERE j.ctid = ANY (v_rows) AND j.ctid = d.row_id
         RETURNING j.id, j.state, j.workflow_id, j.step_id
     ),
     -- workflow steps: the step mirrors its job; a final state is an event for
@@ -121,8 +144,17 @@ BEGIN
     -- workflow locked by another caller is skipped; its events wait for the next
     -- advance_workflows call (the worker process makes one after this).
     v_touched := ARRAY(SELECT DISTINCT w FROM unnest(v_workflows) AS w WHERE w IS NOT NULL);
-    IF p_workflow_batch > 0 AND cardinality(v_touched) > 0 THEN
-        PERFORM {{schema}}.advance_workflows(p_workflow_batch, p_now, v_touched);
+    IF cardinality(v_touched) > 0 THEN
+        v_left := 1;
+        IF p_workflow_batch > 0 THEN
+            SELECT a.skipped INTO v_left
+            FROM {{schema}}.advance_workflows(p_workflow_batch, p_now, v_touched) AS a;
+        END IF;
+        -- events left for later (their workflow was locked by another caller, which
+        -- cannot see them before we commit): every worker process listens here
+        IF v_left > 0 THEN
+            PERFORM pg_notify({{schema_literal}} || '.workflows', '');
+        END IF;
     END IF;
 
     RETURN QUERY SELECT * FROM unnest(v_ids, v_states, v_workflows);

@@ -1,13 +1,22 @@
--- _enqueue_ready(p_ids, p_now): create the job of every ready step of the given
--- workflows (remaining_deps = 0, no job yet, workflow neither failed nor completed).
--- Callers hold the rows of those workflows locked (push_workflow, advance_workflows).
+-- _enqueue_ready(p_ids, p_now, p_step_workflows, p_steps): create the job of every
+-- ready step (remaining_deps = 0, no job yet, workflow neither failed nor completed)
+-- among all the steps of the workflows p_ids (a push, a re-push, a second look) and
+-- the steps named by (p_step_workflows[i], p_steps[i]) (those advance_workflows saw
+-- reach remaining_deps 0; none of them in a workflow of p_ids). Steps are found by
+-- primary key only.
+-- Callers hold the rows of those workflows locked (push_workflows, advance_workflows).
 -- Locks: the new job rows and the steps it links to them.
 -- Transitions: step gets its job_id (state stays pending, as its job's).
 -- A step whose job cannot be inserted because an unrelated unfinished job holds its
 -- unique_key is not linked to that job: it stays ready and its workflow is looked at
 -- again a second later (an event with available_at in the future).
 -- Returns the number of jobs created; notifies <schema>.jobs once per queue.
-CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(p_ids uuid[], p_now timestamptz)
+CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(
+    p_ids uuid[],
+    p_now timestamptz,
+    p_step_workflows uuid[] DEFAULT '{}',
+    p_steps text[] DEFAULT '{}'
+)
 RETURNS integer
 LANGUAGE plpgsql
 AS $fn$
@@ -16,14 +25,33 @@ DECLARE
     v_ready integer;
     v_queues text[];
 BEGIN
-    WITH ready AS (
+    -- found by key only: the steps of the workflows p_ids (primary key prefix), and
+    -- each named step (primary key). The two sets are disjoint (callers see to it).
+    WITH candidates AS (
         SELECT s.workflow_id, s.step_id, s.job
         FROM {{schema}}.workflow_steps AS s
-        JOIN {{schema}}.workflows AS w ON w.id = s.workflow_id
         WHERE s.workflow_id = ANY (p_ids)
-          AND s.job_id IS NULL
-          AND s.remaining_deps = 0
-          AND w.state IN ('pending', 'running')
+          AND s.job_id IS NULL AND s.remaining_deps = 0
+        UNION ALL
+        SELECT s.workflow_id, s.step_id, s.job
+        FROM unnest(p_step_workflows, p_steps) AS k(workflow_id, step_id)
+        -- a primary-key lookup per named step, whatever the statistics say (OFFSET 0
+        -- keeps the subquery apart; joined plainly, a misestimate made the planner
+        -- scan the steps table and the names once per step)
+        CROSS JOIN LATERAL (
+            SELECT s.workflow_id, s.step_id, s.job, s.job_id, s.remaining_deps
+            FROM {{schema}}.workflow_steps AS s
+            WHERE s.workflow_id = k.workflow_id AND s.step_id = k.step_id
+            OFFSET 0
+        ) AS s
+        WHERE s.job_id IS NULL AND s.remaining_deps = 0
+    ),
+    ready AS MATERIALIZED (
+        SELECT c.workflow_id, c.step_id, c.job
+        FROM candidates AS c
+        -- a key lookup per ready step (as a join, the planner may scan all workflows)
+        WHERE (SELECT w.state FROM {{schema}}.workflows AS w WHERE w.id = c.workflow_id)
+              IN ('pending', 'running')
     ),
     created AS (
         INSERT INTO {{schema}}.jobs (
@@ -70,7 +98,8 @@ BEGIN
     SELECT DISTINCT s.workflow_id, p_now + interval '1 second'
     FROM {{schema}}.workflow_steps AS s
     JOIN {{schema}}.workflows AS w ON w.id = s.workflow_id
-    WHERE s.workflow_id = ANY (p_ids)
+    WHERE (s.workflow_id = ANY (p_ids)
+           OR (s.workflow_id, s.step_id) IN (SELECT * FROM unnest(p_step_workflows, p_steps)))
       AND s.job_id IS NULL
       AND s.remaining_deps = 0
       AND w.state IN ('pending', 'running');

@@ -25,25 +25,34 @@ AS $fn$
 DECLARE
     v_ids uuid[];
     v_finished integer;
+    v_ready_workflows uuid[];
+    v_ready_steps text[];
+    v_whole uuid[];
 BEGIN
     advanced := 0;
     skipped := 0;
     enqueued := 0;
 
-    -- lock
-    SELECT array_agg(w.id) INTO v_ids
+    -- lock: from the due events to their workflows, one key lookup each (a semi-join
+    -- from the workflows' side walked every workflow, idle ones included), stopping
+    -- after p_limit rows locked
+    SELECT array_agg(l.id) INTO v_ids
     FROM (
         SELECT w.id
-        FROM {{schema}}.workflows AS w
-        WHERE w.id IN (
-            SELECT e.workflow_id FROM {{schema}}.workflow_events AS e
+        FROM (
+            SELECT DISTINCT e.workflow_id
+            FROM {{schema}}.workflow_events AS e
             WHERE e.available_at <= p_now
-        )
-          AND (p_ids IS NULL OR w.id = ANY (p_ids))
-        ORDER BY w.id
+              AND (p_ids IS NULL OR e.workflow_id = ANY (p_ids))
+        ) AS e
+        CROSS JOIN LATERAL (
+            SELECT w.id
+            FROM {{schema}}.workflows AS w
+            WHERE w.id = e.workflow_id
+            FOR UPDATE SKIP LOCKED
+        ) AS w
         LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ) AS w;
+    ) AS l;
 
     IF v_ids IS NULL THEN
         -- events of deleted workflows go; those of locked workflows are reported
@@ -78,6 +87,7 @@ BEGIN
         SET remaining_deps = t.remaining_deps - d.n
         FROM decrements AS d
         WHERE t.workflow_id = d.workflow_id AND t.step_id = d.dependent
+        RETURNING t.workflow_id, t.step_id, t.remaining_deps
     ),
     tallies AS (
         SELECT c.workflow_id,
@@ -101,15 +111,31 @@ BEGIN
             END,
             updated_at = p_now
         FROM tallies AS t
-        WHERE w.id = t.workflow_id
+        -- "= ANY (v_ids)" lets the planner fetch these rows by key rather than
+        -- hash-join the whole table (its cost must not grow with idle workflows)
+        WHERE w.id = t.workflow_id AND w.id = ANY (v_ids)
         RETURNING w.state
     )
-    SELECT count(*) FILTER (WHERE f.state IN ('completed', 'failed'))::integer
-    INTO v_finished
-    FROM finished AS f;
+    SELECT
+        (SELECT count(*) FILTER (WHERE f.state IN ('completed', 'failed'))::integer
+         FROM finished AS f),
+        -- the steps whose last dependency just succeeded
+        ARRAY(SELECT c.workflow_id FROM counted AS c WHERE c.remaining_deps = 0),
+        ARRAY(SELECT c.step_id FROM counted AS c WHERE c.remaining_deps = 0),
+        -- workflows to look at whole: a "look again" event (a step blocked by a
+        -- unique_key) or a nudge
+        ARRAY(SELECT DISTINCT c.workflow_id FROM consumed AS c WHERE c.step_id IS NULL)
+    INTO v_finished, v_ready_workflows, v_ready_steps, v_whole;
+
+    IF cardinality(v_whole) > 0 THEN  -- rare: leave their steps to the whole look
+        SELECT coalesce(array_agg(r.w), '{}'), coalesce(array_agg(r.s), '{}')
+        INTO v_ready_workflows, v_ready_steps
+        FROM unnest(v_ready_workflows, v_ready_steps) AS r(w, s)
+        WHERE NOT r.w = ANY (v_whole);
+    END IF;
 
     -- advance: the steps that became ready
-    enqueued := {{schema}}._enqueue_ready(v_ids, p_now);
+    enqueued := {{schema}}._enqueue_ready(v_whole, p_now, v_ready_workflows, v_ready_steps);
 
     IF v_finished > 0 THEN
         PERFORM pg_notify({{schema_literal}} || '.done', '');

@@ -5,7 +5,11 @@
   may hold due work: after a short claim, the process waits for a notification
   on ``<schema>.jobs`` or the poll interval.
 - **Completing**: outcomes accumulate while a flush is in flight and go in one
-  ``complete_jobs`` call as soon as the previous one returns; no fixed delay.
+  call as soon as the previous one returns; no fixed delay. That call
+  (``complete_and_claim_jobs``) also claims jobs for the slots that are free, in
+  the same transaction: the steps a completion made ready start without another
+  round trip. Slots asked for by a claim in flight are reserved, so the claim
+  loop and the completer never claim the same slot twice.
   A batch PostgreSQL refuses (a jsonb cannot hold U+0000) is sent job by job,
   the culprit's result turned into a failure and its error texts escaped.
 - **Heartbeat**: renews the leases of the jobs held, learns of cancellations
@@ -37,9 +41,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker.listener import Listener
 from worker.plugins.workflow.advance import advance_until_idle
-from worker.pool.executor import Executor, Outcome, Running, error_info
+from worker.pool.executor import Executor, Outcome, Running, error_info, outcome
 from worker.pool.logs import install_in_child
-from worker.queries import Queries
+from worker.queries import Claimed, Queries
 
 log = logging.getLogger("pgdag.worker")
 
@@ -102,6 +106,8 @@ class Child:
         self._advance_wanted = asyncio.Event()
         self._closing = False  # the completer sends what is left, then returns
         self._threshold = max(1, config.concurrency // 2)
+        self._reserved = 0  # slots that claims in flight may fill
+        self._notices = 0  # notifications that may mean new jobs, ever
         self._replacing = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -169,8 +175,11 @@ class Child:
         queues = list(config.queues)
         while not self._stopping:
             self._wake.clear()
-            free = config.concurrency - len(self.executor.running)
-            if self._may_have_work and (free >= self._threshold or not self.executor.running):
+            free = self._free()
+            idle = not self.executor.running and not self._reserved
+            if self._may_have_work and free > 0 and (free >= self._threshold or idle):
+                notices = self._notices
+                self._reserved += free
                 try:
                     async with self.pool.connection() as conn:
                         claimed = await self.queries.claim(
@@ -180,10 +189,9 @@ class Child:
                     log.warning("claiming failed (%s); retrying", exc)
                     await asyncio.sleep(1)
                     continue
-                for job in claimed:
-                    self.executor.start(job)
-                if len(claimed) < free:
-                    self._may_have_work = False
+                finally:
+                    self._reserved -= free
+                self._start(claimed, free, notices)
                 if claimed:
                     await asyncio.sleep(0)  # let the jobs start before claiming more
                     continue
@@ -192,9 +200,25 @@ class Child:
             if not self._wake.is_set():
                 self._may_have_work = True  # poll: scheduled jobs may have come due
 
+    def _free(self) -> int:
+        return self.config.concurrency - len(self.executor.running) - self._reserved
+
+    def _start(self, claimed: list[Claimed], asked: int, notices: int) -> None:
+        """Run what a claim returned. A short claim means the queues are empty,
+        unless a notification came while it was in flight."""
+        if len(claimed) < asked and notices == self._notices:
+            self._may_have_work = False
+        if self._stopping:  # claimed while we began to stop: give them back at once
+            self._outcomes.extend(outcome(job, "released") for job in claimed)
+            self._flush_wanted.set()
+            return
+        for job in claimed:
+            self.executor.start(job)
+
     def _notified(self, what: str, payload: str) -> None:
         if what == "jobs":
             if not payload or payload in self.config.queues:
+                self._notices += 1
                 self._may_have_work = True
                 self._wake.set()
         elif what == "workflows":
@@ -203,6 +227,7 @@ class Child:
             if payload:
                 self._cancel(payload)
             else:  # after a reconnect: anything may have been missed
+                self._notices += 1
                 self._may_have_work = True
                 self._wake.set()
 
@@ -216,8 +241,7 @@ class Child:
     def _on_outcome(self, running: Running, result: Outcome) -> None:
         self._outcomes.append(result)
         self._flush_wanted.set()
-        free = self.config.concurrency - len(self.executor.running)
-        if free >= self._threshold or not self.executor.running:
+        if self._free() >= self._threshold or not self.executor.running:
             self._wake.set()
 
     async def _completer(self) -> None:
@@ -230,22 +254,36 @@ class Child:
             if self._closing:
                 return
 
+    async def _complete(self, payload: str) -> None:
+        """Record outcomes and, in the same transaction, claim jobs for the free
+        slots (none while stopping): the completions may have made steps ready.
+        complete_jobs advances their workflows; what it leaves to other processes
+        it announces on ``<schema>.workflows``."""
+        config = self.config
+        limit = 0 if self._stopping else max(0, self._free())
+        notices = self._notices
+        self._reserved += limit
+        try:
+            async with self.pool.connection() as conn:
+                claimed = await self.queries.complete_and_claim(
+                    conn,
+                    config.worker_id,
+                    payload,
+                    list(config.queues),
+                    limit,
+                    config.lease_seconds,
+                    config.workflow_batch,
+                )
+        finally:
+            self._reserved -= limit
+        self._start(claimed, limit, notices)
+
     async def _send(self, batch: list[Outcome]) -> None:
         payload = _encode_outcomes(batch)
         delay = 0.1
         while True:
             try:
-                async with self.pool.connection() as conn:
-                    changed = await self.queries.complete(
-                        conn, self.config.worker_id, payload, self.config.workflow_batch
-                    )
-                if any(workflow_id is not None for _id, _state, workflow_id in changed):
-                    # complete_jobs advanced what it could; the next steps may be
-                    # ours (claim now, not after the NOTIFY), and workflows it found
-                    # locked by another process are the advancer's
-                    self._may_have_work = True
-                    self._wake.set()
-                    self._advance_wanted.set()
+                await self._complete(payload)
                 return
             except psycopg.OperationalError as exc:
                 # keep the outcomes: the leases hold the jobs until we get through
