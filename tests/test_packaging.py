@@ -1,4 +1,5 @@
-"""The wheel carries sql/ and plpgsql/, and an installed (non-editable) copy migrates."""
+"""The wheel carries sql/, plpgsql/ and the dashboard's static files, and an
+installed (non-editable) copy migrates and finds its dashboard."""
 
 from __future__ import annotations
 
@@ -55,6 +56,14 @@ def test_wheel_contains_every_sql_source(wheel: Path) -> None:
     assert "worker/__init__.py" in names
 
 
+def test_wheel_contains_the_dashboard(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = ROOT / "worker" / "api" / "static"
+    expected = {f"worker/api/static/{path.name}" for path in static.iterdir()}
+    assert {"worker/api/static/index.html", "worker/api/static/dashboard.js"} <= expected
+    assert expected <= names, sorted(expected - names)
+
+
 def test_installed_wheel_migrates_a_database(
     wheel: Path, tmp_path: Path, pg_dsn: str, fresh_schema: str
 ) -> None:
@@ -84,6 +93,15 @@ def test_installed_wheel_migrates_a_database(
         cwd=tmp_path,
     ).stdout.strip()
     assert Path(where).is_relative_to(target), where
+
+    page = subprocess.run(
+        [str(python), "-c", "from worker.api.server import STATIC; print(STATIC / 'index.html')"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert Path(page).is_relative_to(target) and Path(page).is_file(), page
 
     result = subprocess.run(
         [str(target / "bin" / "pgdag"), "migrate", "--dsn", pg_dsn, "--schema", fresh_schema],

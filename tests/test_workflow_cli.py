@@ -1,4 +1,5 @@
-"""pgdag workflows list|show|dot, and the workflow API plugin, on real data."""
+"""pgdag workflows list|show|dot, and the workflow API plugin called without a
+server, on real data (tests/test_api.py has it behind a real server)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import workflow_jobs as wj
 
 from worker import App
+from worker.api import BadRequest, NotFound
 from worker.plugins.workflow import Workflow, WorkflowPlugin
 
 
@@ -98,5 +100,8 @@ async def test_api_plugin_is_importable_and_answers(app: App, pushed: str) -> No
     assert [w["id"] for w in listed["workflows"]] == [pushed]
     one = await plugin.get_workflow(FakeRequest(path_params={"id": pushed}), app=app)
     assert [s["step_id"] for s in one["steps"]] == ["a", "b"]
-    with pytest.raises(KeyError):
+    with pytest.raises(BadRequest, match="'nope' is not a workflow id"):
         await plugin.get_workflow(FakeRequest(path_params={"id": "nope"}), app=app)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(NotFound, match=f"no workflow with id {unknown}"):
+        await plugin.get_workflow(FakeRequest(path_params={"id": unknown}), app=app)

@@ -75,6 +75,11 @@ class App:
 
     # -- lifecycle ---------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection pool is open (``open()`` was called, ``close()`` not)."""
+        return self._pool is not None
+
     async def open(self) -> None:
         if self._pool is not None:
             return

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_workflow_commands(commands, _connection_args)
 
+    from worker.api.cli import add_command as add_api_command
+
+    add_api_command(commands, _connection_args)
+
     demo = commands.add_parser("demo", help="the main job: a worker pool running a demo batch")
     _connection_args(demo)
     demo.add_argument("--jobs", type=int, default=20_000, help="size of the demo batch")

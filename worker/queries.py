@@ -36,10 +36,6 @@ class Queries:
 
         self.push_jobs = q("SELECT ord, existing_id FROM {s}.push_jobs(%s::jsonb)")
         self.claim_jobs = q("SELECT * FROM {s}.claim_jobs(%s, %s, %s, %s)")
-        self.complete_jobs = q(
-            "SELECT id, state, workflow_id "
-            "FROM {s}.complete_jobs(%s, %s::jsonb, p_workflow_batch => %s)"
-        )
         self.complete_and_claim_jobs = q(
             "SELECT * FROM {s}.complete_and_claim_jobs(%s, %s::jsonb, %s, %s, %s, %s)"
         )
@@ -146,14 +142,6 @@ class Queries:
     ) -> list[Claimed]:
         cur = await conn.execute(self.claim_jobs, (worker, queues, limit, lease))
         return [Claimed(*row) for row in await cur.fetchall()]
-
-    async def complete(
-        self, conn: AsyncConnection, worker: str, payload: str, workflow_batch: int = 1000
-    ) -> list[tuple[UUID, str, UUID | None]]:
-        """(job id, new state, workflow id) of each job the batch changed; the
-        workflows of finished steps are advanced in the same transaction."""
-        cur = await conn.execute(self.complete_jobs, (worker, payload, workflow_batch))
-        return await cur.fetchall()
 
     async def complete_and_claim(
         self,

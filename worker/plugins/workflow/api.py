@@ -1,17 +1,32 @@
 """The workflow part of the HTTP API.
 
-``WorkflowPlugin.api_plugin()`` names this class. Its endpoints take a request
-object with ``path_params`` and ``query_params`` mappings (Starlette's
-``Request`` has both) and return JSON-ready dicts; the server that mounts
-:meth:`WorkflowApiPlugin.routes` turns them into responses.
+``WorkflowPlugin.api_plugin()`` names this class; the server (``worker.api``)
+mounts its :meth:`~WorkflowApiPlugin.routes`:
+
+- ``GET /api/v1/workflows``: newest first, without their steps; ``?state=``
+  and ``?name=`` filter, ``?limit=`` (default 50, at most 500) and ``?cursor=``
+  paginate;
+- ``GET /api/v1/workflows/{id}``: one workflow with its steps (state,
+  dependencies, job id, attempts, timings, errors) and a layered layout of its
+  DAG (each step's ``layer`` and ``order`` in it) to draw it; 400 for a malformed
+  id, 404 for an unknown one.
+
+Endpoints take a request with ``path_params`` and ``query_params`` mappings
+(Starlette's ``Request`` has both) and return JSON-ready dicts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from worker.api import params
+from worker.api.encode import jsonable
+from worker.api.errors import NotFound
 from worker.app import App
-from worker.plugins.workflow import Workflow, WorkflowPlugin
+from worker.plugins.workflow import Workflow
+from worker.plugins.workflow.layout import layered_layout
+
+STATES = [state.value for state in Workflow.State]
 
 
 class WorkflowApiPlugin:
@@ -32,38 +47,37 @@ class WorkflowApiPlugin:
 
     @staticmethod
     async def get_workflows(request: Any, *, app: App, worker: Any = None) -> dict[str, Any]:
-        """Known workflows, newest first (``?state=`` filters, ``?limit=`` caps, at most 500)."""
-        params = request.query_params
-        states = params.getlist("state") if hasattr(params, "getlist") else params.get("state")
-        if isinstance(states, str):
-            states = [states]
-        limit = min(int(params.get("limit", 100)), 500)
-        workflows = await WorkflowPlugin.fetch_workflows(app, states=states or None, limit=limit)
-        return {"workflows": [serialise(w) for w in workflows]}
+        """Get all known workflows: a page of them, newest first."""
+        query = request.query_params
+        params.check_known(query, ["state", "name", "limit", "cursor"])
+        size = params.limit(query)
+        async with app.connection() as conn:
+            rows = await app.queries.list_workflows(
+                conn,
+                states=params.choices(query, "state", STATES),
+                name=params.text(query, "name"),
+                before=params.cursor(query),
+                limit=size + 1,
+            )
+            now = await app.queries.server_now(conn)
+        workflows, next_cursor = params.page(rows, size)
+        return jsonable(
+            {"workflows": workflows, "next_cursor": next_cursor, "limit": size, "now": now}
+        )
 
     @staticmethod
     async def get_workflow(request: Any, *, app: App, worker: Any = None) -> dict[str, Any]:
-        """One workflow by id; raises ``KeyError`` for an unknown or malformed id."""
-        workflow = await WorkflowPlugin.fetch_workflow(app, request.path_params["id"])
-        if workflow is None:
-            raise KeyError(f"no workflow with id {request.path_params['id']}")
-        return serialise(workflow)
-
-
-def serialise(workflow: Workflow) -> dict[str, Any]:
-    return {
-        "id": workflow.id,
-        "name": workflow.name,
-        "state": workflow.state.value,
-        "created_at": workflow.created_at.isoformat() if workflow.created_at else None,
-        "updated_at": workflow.updated_at.isoformat() if workflow.updated_at else None,
-        "steps": [
-            {
-                "step_id": step.step_id,
-                "state": step.state.value if step.state else None,
-                "job_id": step.job_id,
-                "dependencies": step.dependencies,
-            }
-            for step in workflow.steps.values()
-        ],
-    }
+        """Get a single workflow by ID, with its steps and their layout."""
+        params.check_known(request.query_params, [])
+        raw = request.path_params["id"]
+        key = params.uuid(raw, "workflow id")
+        async with app.connection() as conn:
+            row = await app.queries.workflow(conn, key)
+            now = await app.queries.server_now(conn)
+        if row is None:
+            raise NotFound(f"no workflow with id {raw}")
+        steps = row["steps"]
+        layout = layered_layout({s["step_id"]: s["dependencies"] for s in steps})
+        for step in steps:
+            step["layer"], step["order"] = layout[step["step_id"]]
+        return jsonable({**row, "now": now})
