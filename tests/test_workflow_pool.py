@@ -149,6 +149,19 @@ async def test_cleanup_prunes_only_old_finished_workflows(app: App, clean_db: st
     rule = WorkflowPlugin.Rules.Name() == "new-done"
     assert await WorkflowPlugin(pruning_rule=rule).cleanup(app) == 1
 
+    # a pruned workflow takes its steps with it (no foreign key cascades)
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE pgdag.workflows SET state = 'failed', completed_at = now() - interval '2 days' "
+            "WHERE id = %s",
+            (old_pending,),
+        )
+        assert await WorkflowPlugin().cleanup(app) == 1
+        left = conn.execute(
+            "SELECT count(*) FROM pgdag.workflow_steps WHERE workflow_id = %s", (old_pending,)
+        ).fetchone()
+    assert left == (0,)
+
 
 async def test_leadership_hands_over_when_the_leader_goes(clean_db: str) -> None:
     apps = [App(clean_db, plugins=[Leadership(poll_interval=0.1)]) for _ in range(2)]

@@ -240,13 +240,18 @@ class Queries:
     async def delete_finished_workflows(
         self, conn: AsyncConnection, rule: sql.Composable, batch: int
     ) -> int:
-        """Delete up to ``batch`` completed or failed workflows matching ``rule``."""
+        """Delete up to ``batch`` completed or failed workflows matching ``rule``,
+        with their steps (no foreign key cascades: see sql/0007)."""
         query = sql.SQL(
-            "DELETE FROM {s}.workflows WHERE id IN (SELECT id FROM {s}.workflows "
-            "WHERE state IN ('completed', 'failed') AND {rule} LIMIT {batch})"
+            "WITH gone AS (DELETE FROM {s}.workflows WHERE id IN (SELECT id FROM {s}.workflows "
+            "WHERE state IN ('completed', 'failed') AND {rule} LIMIT {batch}) RETURNING id), "
+            "steps AS (DELETE FROM {s}.workflow_steps "
+            "WHERE workflow_id IN (SELECT id FROM gone)) "
+            "SELECT count(*) FROM gone"
         ).format(s=self._schema, rule=rule, batch=sql.Literal(batch))
         cur = await conn.execute(query)
-        return cur.rowcount
+        row = await cur.fetchone()
+        return row[0] if row else 0
 
     async def step_timings(
         self, conn: AsyncConnection, workflow_id: str
