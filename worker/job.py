@@ -321,7 +321,8 @@ def dump_json(value: Any, what: str) -> str:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJobError(f"{what} is not JSON-serialisable: {exc}") from exc
-    if _JSON_NUL.search(text):
+    # the substring test first: the regex alone cost 20 us a workflow on every push
+    if "\\u0000" in text and _JSON_NUL.search(text):
         raise InvalidJobError(
             f"{what} contains the character U+0000, which PostgreSQL's jsonb cannot store"
         )

@@ -17,6 +17,7 @@ RETURNS TABLE (
     attempts integer, max_attempts integer
 )
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 BEGIN
     RETURN QUERY

@@ -23,6 +23,7 @@ RETURNS TABLE (
     attempts integer, max_attempts integer
 )
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 BEGIN
     PERFORM FROM {{schema}}.complete_jobs(p_worker, p_outcomes, p_now, p_workflow_batch);

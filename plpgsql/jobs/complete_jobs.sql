@@ -29,6 +29,7 @@ CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
 )
 RETURNS TABLE (id uuid, state text, workflow_id uuid)
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_rows tid[];
@@ -42,30 +43,36 @@ DECLARE
     v_touched uuid[];
     v_left integer;
 BEGIN
-    -- decide: one primary-key lookup per outcome, and lock. Locked before deciding,
-    -- not only in the UPDATE below: a row changed meanwhile (recovered and claimed
-    -- again, cancel requested) is then checked and decided on its newest version,
-    -- where the UPDATE alone would recheck only its own WHERE.
-    SELECT array_agg(c.ctid), array_agg(c.new_state), array_agg(o.outcome),
-           array_agg(o.result), array_agg(o.error)
+    -- decide: lock each outcome's job by primary key, then check and decide on its
+    -- newest version. Locked before deciding, not only in the UPDATE below: a row
+    -- changed meanwhile (recovered and claimed again, cancel requested) is then
+    -- decided on what it is now, where the UPDATE alone would recheck only its own
+    -- WHERE. The checks stay outside the locking subquery (OFFSET 0 keeps them
+    -- there): inside, they let the planner look the id up in jobs_running_lease,
+    -- which statistics taken while no job ran call empty, a scan of every running
+    -- job per outcome. A job that is no longer ours stays locked until we commit.
+    SELECT array_agg(c.ctid),
+           array_agg(CASE
+               WHEN o.outcome = 'succeeded' THEN 'succeeded'
+               WHEN o.outcome = 'cancelled' OR c.cancel_requested THEN 'cancelled'
+               WHEN o.outcome = 'released' THEN 'pending'
+               WHEN o.outcome IN ('failed', 'timeout') THEN
+                   CASE WHEN c.attempts >= c.max_attempts THEN 'failed' ELSE 'retrying' END
+           END),
+           array_agg(o.outcome), array_agg(o.result), array_agg(o.error)
     INTO v_rows, v_decided, v_outcomes, v_results, v_errors
     FROM jsonb_to_recordset(p_outcomes) AS o(
         id uuid, claims integer, outcome text, result jsonb, error jsonb
     )
     CROSS JOIN LATERAL (
-        SELECT j.id, j.ctid,
-               CASE
-                   WHEN o.outcome = 'succeeded' THEN 'succeeded'
-                   WHEN o.outcome = 'cancelled' OR j.cancel_requested THEN 'cancelled'
-                   WHEN o.outcome = 'released' THEN 'pending'
-                   WHEN o.outcome IN ('failed', 'timeout') THEN
-                       CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'retrying' END
-               END AS new_state
+        SELECT j.ctid, j.state, j.claims, j.worker_id, j.cancel_requested, j.attempts,
+               j.max_attempts
         FROM {{schema}}.jobs AS j
-        WHERE j.id = o.id AND j.state = 'running' AND j.claims = o.claims
-          AND j.worker_id = p_worker
+        WHERE j.id = o.id
+        OFFSET 0
         FOR UPDATE
-    ) AS c;
+    ) AS c
+    WHERE c.state = 'running' AND c.claims = o.claims AND c.worker_id = p_worker;
 
     IF v_rows IS NULL THEN
         RETURN;
@@ -109,7 +116,7 @@ BEGIN
             completed_at = CASE WHEN d.new_state IN ('succeeded', 'failed', 'cancelled') THEN p_now END,
             lease_expires_at = NULL
         FROM decided AS d
-        WHERE j.ctid = ANY (v_rows) AND j.ctid = d.row_id
+        WHERE j.ctid = d.row_id
         RETURNING j.id, j.state, j.workflow_id, j.step_id
     ),
     -- workflow steps: the step mirrors its job; a final state is an event for

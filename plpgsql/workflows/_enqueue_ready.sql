@@ -19,6 +19,7 @@ CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(
 )
 RETURNS integer
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_created integer;

@@ -21,9 +21,11 @@ CREATE OR REPLACE FUNCTION {{schema}}.advance_workflows(
 )
 RETURNS TABLE (advanced integer, skipped integer, enqueued integer)
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_ids uuid[];
+    v_rows tid[];
     v_finished integer;
     v_ready_workflows uuid[];
     v_ready_steps text[];
@@ -36,9 +38,9 @@ BEGIN
     -- lock: from the due events to their workflows, one key lookup each (a semi-join
     -- from the workflows' side walked every workflow, idle ones included), stopping
     -- after p_limit rows locked
-    SELECT array_agg(l.id) INTO v_ids
+    SELECT array_agg(l.id), array_agg(l.ctid) INTO v_ids, v_rows
     FROM (
-        SELECT w.id
+        SELECT w.id, w.ctid
         FROM (
             SELECT DISTINCT e.workflow_id
             FROM {{schema}}.workflow_events AS e
@@ -46,7 +48,7 @@ BEGIN
               AND (p_ids IS NULL OR e.workflow_id = ANY (p_ids))
         ) AS e
         CROSS JOIN LATERAL (
-            SELECT w.id
+            SELECT w.id, w.ctid
             FROM {{schema}}.workflows AS w
             WHERE w.id = e.workflow_id
             FOR UPDATE SKIP LOCKED
@@ -111,9 +113,11 @@ BEGIN
             END,
             updated_at = p_now
         FROM tallies AS t
-        -- "= ANY (v_ids)" lets the planner fetch these rows by key rather than
-        -- hash-join the whole table (its cost must not grow with idle workflows)
-        WHERE w.id = t.workflow_id AND w.id = ANY (v_ids)
+        -- the rows locked above, by their physical address (they cannot move while
+        -- we hold them): by id, the planner, misled by statistics of a table that
+        -- changes fast, scanned the whole table, once per event at worst
+        JOIN unnest(v_ids, v_rows) AS l(id, row_id) ON l.id = t.workflow_id
+        WHERE w.ctid = l.row_id
         RETURNING w.state
     )
     SELECT
