@@ -372,6 +372,28 @@ def test_claim_takes_priority_desc_then_scheduled_at_then_id(conn: psycopg.Conne
     assert claim(conn) == []
 
 
+def test_one_claim_spans_priorities_and_queues_in_order(conn: psycopg.Connection) -> None:
+    """claim_jobs reads priority by priority: a higher priority that has only jobs
+    due later does not hide the due ones below it, and one call fills its limit
+    from several priorities (the extremes of integer included) and queues."""
+    top, bottom = 2_147_483_647, -2_147_483_648
+    later = push_one(conn, priority=top, scheduled_at=at(60))
+    jobs = [
+        spec(queue="a", priority=top, scheduled_at=at(-1)),
+        spec(queue="b", priority=7, scheduled_at=at(-3)),
+        spec(queue="a", priority=7, scheduled_at=at(-2)),
+        spec(queue="b", priority=bottom, scheduled_at=at(-9)),
+    ]
+    push(conn, *jobs)
+    ids = [UUID(job["id"]) for job in jobs]
+    first = {c["id"] for c in claim(conn, queues=("a", "b", "default"), limit=2)}
+    assert first == {ids[0], ids[1]}  # the top priority, then the first due of 7
+    rest = {c["id"] for c in claim(conn, queues=("a", "b", "default"), limit=10)}
+    assert rest == {ids[2], ids[3]}
+    assert get(conn, later)["state"] == "pending"
+    assert [c["id"] for c in claim(conn, now=at(60))] == [later]
+
+
 def test_claim_takes_only_jobs_due_at_p_now(conn: psycopg.Connection) -> None:
     due = push_one(conn, scheduled_at=at(10))
     later = push_one(conn, scheduled_at=at(10.000001))
