@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import jobs, workflows
+from bench import compare, jobs, workflows
 
 
 def main() -> int:
@@ -16,8 +16,11 @@ def main() -> int:
     workflows.add_arguments(
         commands.add_parser("workflows", help=workflows.__doc__.splitlines()[0])
     )
+    compare.add_arguments(commands.add_parser("compare", help=compare.__doc__.splitlines()[0]))
     args = parser.parse_args()
-    runner = {"jobs": jobs.main, "workflows": workflows.main}[args.benchmark]
+    runner = {"jobs": jobs.main, "workflows": workflows.main, "compare": compare.main}[
+        args.benchmark
+    ]
     return asyncio.run(runner(args))
 
 

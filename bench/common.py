@@ -9,8 +9,8 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from worker import App
+from worker import App, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+
+# A measurement window around "push, then wait until all finished": given the open
+# App and the running pool, an async context manager (compare's CPU meter).
+Window = Callable[[App, Worker], AbstractAsyncContextManager[Any]]
 
 
 @asynccontextmanager
@@ -48,6 +52,20 @@ def git_sha() -> str:
     except OSError:
         return "unknown"
     return out.stdout.strip() or "unknown"
+
+
+def git_dirty() -> bool:
+    """True when tracked files differ from HEAD (the figures are not HEAD's)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return False
+    return bool(out.stdout.strip())
 
 
 async def run_metadata(app: App) -> dict[str, Any]:
@@ -79,7 +97,10 @@ def summarise(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def print_table(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1
+) -> None:
+    """A plain-text table; the first ``left`` columns are aligned left, the others right."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "  ".join("-" * w for w in widths)
     print(f"\n{title}")
@@ -88,7 +109,7 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
     for row in rows:
         print(
             "  ".join(
-                c.rjust(w) if i else c.ljust(w)
+                c.rjust(w) if i >= left else c.ljust(w)
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )

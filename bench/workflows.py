@@ -19,13 +19,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
-from bench.common import fresh_app, percentile, print_table, run_metadata, summarise, write_json
-from worker import App, Worker, job
+from bench.common import (
+    Window,
+    fresh_app,
+    percentile,
+    print_table,
+    run_metadata,
+    summarise,
+    write_json,
+)
+from worker import App, IsAJob, Job, Worker, job
 from worker.plugins.workflow import Workflow, WorkflowPlugin
 
 QUEUE = "bench"
@@ -36,95 +46,143 @@ async def step() -> None:
     return None
 
 
-def diamond(i: int) -> Workflow:
+@job(queue=QUEUE)
+async def stamp() -> float:
+    """A step that returns when it ran (its own clock): hops measured by the jobs
+    themselves, whatever timestamps the system records (``compare`` uses it)."""
+    return time.time()
+
+
+Step = Job | IsAJob
+
+
+def diamond(i: int, job: Step = step) -> Workflow:
     return (
         Workflow(f"diamond-{i}")
-        .add("top", step)
-        .add("left", step, ["top"])
-        .add("right", step, ["top"])
-        .add("bottom", step, ["left", "right"])
+        .add("top", job)
+        .add("left", job, ["top"])
+        .add("right", job, ["top"])
+        .add("bottom", job, ["left", "right"])
     )
 
 
-def chain(i: int, length: int = 20) -> Workflow:
+def chain(i: int, length: int = 20, job: Step = step) -> Workflow:
     workflow = Workflow(f"chain-{i}")
     for n in range(length):
-        workflow.add(f"s{n}", step, [f"s{n - 1}"] if n else None)
+        workflow.add(f"s{n}", job, [f"s{n - 1}"] if n else None)
     return workflow
 
 
-def fan(i: int, width: int = 1000) -> Workflow:
-    workflow = Workflow(f"fan-{i}").add("root", step)
-    workflow.add_group([(f"m{n}", step) for n in range(width)], ["root"])
-    return workflow.add("join", step, [f"m{n}" for n in range(width)])
+def fan(i: int, width: int = 1000, job: Step = step) -> Workflow:
+    workflow = Workflow(f"fan-{i}").add("root", job)
+    workflow.add_group([(f"m{n}", job) for n in range(width)], ["root"])
+    return workflow.add("join", job, [f"m{n}" for n in range(width)])
 
 
 _STATS = """
+WITH w AS (SELECT * FROM {s}.workflows WHERE id = ANY (%(ids)s)),
+     s AS (SELECT * FROM {s}.workflow_steps WHERE workflow_id = ANY (%(ids)s))
 SELECT
-    (SELECT count(*) FROM {s}.workflow_steps) AS steps,
+    (SELECT count(*) FROM s) AS steps,
     (SELECT extract(epoch FROM max(s.completed_at) - min(w.created_at))
-       FROM {s}.workflows w JOIN {s}.workflow_steps s ON s.workflow_id = w.id) AS span,
-    (SELECT array_agg(extract(epoch FROM w.completed_at - w.created_at) * 1000)
-       FROM {s}.workflows w) AS latencies,
+       FROM w JOIN s ON s.workflow_id = w.id) AS span,
+    (SELECT array_agg(extract(epoch FROM w.completed_at - w.created_at) * 1000) FROM w)
+       AS latencies,
     (SELECT array_agg(extract(epoch FROM s.started_at - d.completed_at) * 1000)
-       FROM {s}.workflow_steps s
-       JOIN {s}.workflow_steps d
-         ON d.workflow_id = s.workflow_id AND d.step_id = s.dependencies[1]
+       FROM s
+       JOIN s AS d ON d.workflow_id = s.workflow_id AND d.step_id = s.dependencies[1]
        WHERE cardinality(s.dependencies) = 1) AS hops,
-    (SELECT count(*) FILTER (WHERE state <> 'completed') FROM {s}.workflows) AS unfinished
+    (SELECT array_agg(((sj.result #>> '{{}}')::float8 - (dj.result #>> '{{}}')::float8) * 1000)
+       FROM s
+       JOIN s AS d ON d.workflow_id = s.workflow_id AND d.step_id = s.dependencies[1]
+       JOIN {s}.jobs AS sj ON sj.id = s.job_id
+       JOIN {s}.jobs AS dj ON dj.id = d.job_id
+       WHERE cardinality(s.dependencies) = 1
+         AND jsonb_typeof(sj.result) = 'number' AND jsonb_typeof(dj.result) = 'number')
+       AS job_hops,
+    (SELECT count(*) FILTER (WHERE state <> 'completed') FROM w) AS unfinished
 """
 
 
-async def _stats(app: App) -> dict[str, Any]:
+async def _stats(app: App, ids: list[UUID]) -> dict[str, Any]:
     query = sql.SQL(_STATS).format(s=sql.Identifier(app.schema))
     async with app.connection() as conn:
-        cur = await conn.execute(query)
+        cur = await conn.execute(query, {"ids": ids})
         row = await cur.fetchone()
     assert row is not None
-    steps, span, latencies, hops, unfinished = row
+    steps, span, latencies, hops, job_hops, unfinished = row
     assert unfinished == 0, f"{unfinished} workflows did not complete"
+    latencies = [float(v) for v in latencies or []]  # numeric -> float
+    hops = [float(v) for v in hops or []]
+    job_hops = [float(v) for v in job_hops or []]
     return {
         "steps": steps,
         "steps_per_s": steps / float(span),
         "workflow_latency_ms_p50": percentile(latencies, 50),
         "workflow_latency_ms_p95": percentile(latencies, 95),
-        "hop_latency_ms_p50": percentile(hops or [], 50),
-        "hop_latency_ms_p95": percentile(hops or [], 95),
+        "hop_latency_ms_p50": percentile(hops, 50),
+        "hop_latency_ms_p95": percentile(hops, 95),
+        "completion_seconds": float(span),
+        # only with steps that return when they ran (stamp): the jobs' own clock
+        "job_hop_ms_p50": percentile(job_hops, 50) if job_hops else None,
+        "job_hop_ms_p95": percentile(job_hops, 95) if job_hops else None,
     }
 
 
-async def _wait_all(app: App, count: int, timeout: float = 600) -> None:
+async def wait_all(app: App, ids: list[UUID], timeout: float = 600) -> None:
+    """Until every workflow of ``ids`` completed or failed."""
     query = sql.SQL(
-        "SELECT count(*) FROM {}.workflows WHERE state IN ('completed', 'failed')"
+        "SELECT count(*) FROM {}.workflows WHERE id = ANY (%s) AND state IN ('completed', 'failed')"
     ).format(sql.Identifier(app.schema))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with app.connection() as conn:
-            cur = await conn.execute(query)
+            cur = await conn.execute(query, (ids,))
             row = await cur.fetchone()
-        if row is not None and row[0] >= count:
+        if row is not None and row[0] >= len(ids):
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"workflows did not finish within {timeout:g}s")
 
 
-async def _run(
-    dsn: str | None, args: argparse.Namespace, build: Callable[[int], Workflow], count: int
+async def run_workflows(
+    dsn: str | None,
+    build: Callable[[int], Workflow],
+    count: int,
+    *,
+    processes: int = 2,
+    concurrency: int = 100,
+    prepare: Callable[[App], Awaitable[Any]] | None = None,
+    window: Window | None = None,
 ) -> dict[str, Any]:
+    """One run on a fresh schema: start an idle pool, ``prepare`` (e.g. add other
+    workflows), then push ``count`` workflows in one ``push_many`` call and wait
+    for them; ``window`` wraps the push and the wait."""
     async with fresh_app(dsn) as app:
         app.plugins.append(WorkflowPlugin())
         async with Worker(
-            app, processes=args.processes, queues=[QUEUE], concurrency=args.concurrency
-        ):
+            app, processes=processes, queues=[QUEUE], concurrency=concurrency
+        ) as pool:
+            if prepare is not None:
+                await prepare(app)
             workflows = [build(i) for i in range(count)]
-            started = time.perf_counter()
-            ids = await WorkflowPlugin.push_many(app, workflows)
-            push_seconds = time.perf_counter() - started
-            await _wait_all(app, len(ids))
-        result = await _stats(app)
+            async with window(app, pool) if window is not None else nullcontext():
+                started = time.perf_counter()
+                ids = [UUID(i) for i in await WorkflowPlugin.push_many(app, workflows)]
+                push_seconds = time.perf_counter() - started
+                await wait_all(app, ids)
+        result = await _stats(app, ids)
         result["push_seconds"] = push_seconds
         result["meta"] = await run_metadata(app)
         return result
+
+
+async def _run(
+    dsn: str | None, args: argparse.Namespace, build: Callable[[int], Workflow], count: int
+) -> dict[str, Any]:
+    return await run_workflows(
+        dsn, build, count, processes=args.processes, concurrency=args.concurrency
+    )
 
 
 WORKLOADS: dict[str, tuple[Callable[[int], Workflow], int, int]] = {
