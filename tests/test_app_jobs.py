@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import psycopg
 import pytest
 
@@ -90,6 +93,23 @@ async def test_wait_for_job_times_out(app: App) -> None:
     job_id = await app.push(sample.job)
     with pytest.raises(TimeoutError):
         await app.wait_for_job(job_id, timeout=0.3)
+
+
+def test_a_sync_call_without_with_closes_the_app_at_exit(clean_db: str) -> None:
+    """A script that calls a sync_* method and never closes the App exits
+    quietly: the App opened for it is closed at exit."""
+    script = (
+        "import sys\n"
+        "from worker import App\n"
+        "app = App(sys.argv[1])\n"
+        "print(app.sync_get_job('00000000-0000-0000-0000-000000000000'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, clean_db], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "None\n"
+    assert done.stderr == ""
 
 
 def test_sync_api_from_plain_code(clean_db: str) -> None:

@@ -8,6 +8,7 @@ Every helper is a coroutine; ``sync_<name>`` runs it from synchronous code
 from __future__ import annotations
 
 import asyncio
+import atexit
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -249,6 +250,9 @@ class App:
             if self._portal is None:
                 self._portal = Portal()
             run_blocking(self.open(), self._portal.loop)
+            # opened implicitly by a sync_* call: closed at exit if the caller does
+            # not (its pool's tasks would otherwise die noisily with the interpreter)
+            atexit.register(self.sync_close)
         assert self._loop is not None
         return run_blocking(coro, self._loop)
 
@@ -256,6 +260,7 @@ class App:
         self._blocking(asyncio.sleep(0))
 
     def sync_close(self) -> None:
+        atexit.unregister(self.sync_close)
         if self._loop is not None:
             run_blocking(self.close(), self._loop)
         if self._portal is not None:
