@@ -137,7 +137,10 @@ async def wait_all(app: App, ids: list[UUID], timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with app.connection() as conn:
-            cur = await conn.execute(query, (ids,))
+            # planned afresh each time, for this array of ids: the generic plan of a
+            # prepared statement scanned every workflow, and with 100,000 idle
+            # ones present the polling itself took most of a core
+            cur = await conn.execute(query, (ids,), prepare=False)
             row = await cur.fetchone()
         if row is not None and row[0] >= len(ids):
             return
