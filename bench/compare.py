@@ -20,7 +20,7 @@ settings / chancy at its defaults, workload by workload, ``--repeat`` times.
   versions of the workloads (fewer workflows, a fan-out 10 wide), once unless
   --defaults-repeat.
 - Ceiling: :mod:`bench.ceiling` (bare SQL claim + complete + enqueue successor).
-- Scale (pgdag): diamonds x1,000 with 0, 10,000 and 100,000 idle *running*
+- Scale (pgdag, :mod:`bench.scale`): diamonds x1,000 with 0, 10,000 and 100,000 idle *running*
   workflows present: each idle workflow is ``start -> later``; ``start`` runs
   (so the workflow is running), ``later``'s job is scheduled a year ahead in
   the same queue. They are pushed 10,000 per ``push_many`` call to the running
@@ -51,24 +51,21 @@ import os
 import platform
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench import ceiling, chancy_env, jobs, report, workflows
-from bench.common import ROOT, Window, fresh_app, git_dirty, git_sha, print_table, write_json
+from bench.common import ROOT, fresh_app, git_dirty, git_sha, print_table, write_json
 from bench.procstat import CpuMeter, postmaster_of
-from worker import App, Worker
+from bench.runs import RunError, Shape, fresh_database, meter_window, per_1k
+from bench.scale import big_run, scale_run
+from worker import Worker
 from worker.embedded import resolve_dsn
-from worker.plugins.workflow import Workflow, WorkflowPlugin
 
 SIDE = Path(__file__).resolve().parent / "chancy_side.py"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
@@ -94,33 +91,6 @@ SETTINGS = {
 }
 
 
-@dataclass(frozen=True)
-class Shape:
-    kind: str  # noop | diamond | chain | fan
-    count: int
-    size: int = 0  # chain length, fan-out width
-
-    @property
-    def label(self) -> str:
-        return {
-            "noop": f"{self.count:,} no-op jobs",
-            "diamond": f"diamond x{self.count:,}",
-            "chain": f"chain of {self.size} x{self.count:,}",
-            "fan": f"fan-out 1-{self.size:,}-1 x{self.count:,}",
-        }[self.kind]
-
-    def builder(self) -> Callable[[int], Workflow]:
-        """pgdag's workflows of this shape, made of steps that say when they ran."""
-        if self.kind == "diamond":
-            return lambda i: workflows.diamond(i, workflows.stamp)
-        if self.kind == "chain":
-            return lambda i: workflows.chain(i, self.size, workflows.stamp)
-        return lambda i: workflows.fan(i, self.size, workflows.stamp)
-
-    def scaled(self, factor: float) -> Shape:
-        return replace(self, count=max(1, round(self.count * factor)))
-
-
 # workload -> (pgdag and chancy at its fastest, chancy at its defaults)
 FULL = {
     "noop": (Shape("noop", 10_000), Shape("noop", 10)),
@@ -134,54 +104,6 @@ QUICK = {
     "chain": (Shape("chain", 3, 20), Shape("chain", 1, 2)),
     "fan": (Shape("fan", 1, 100), Shape("fan", 1, 2)),
 }
-
-
-class RunError(Exception):
-    pass
-
-
-# -- plumbing ------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def fresh_database(admin_dsn: str) -> AsyncIterator[tuple[str, str]]:
-    """A new empty database on the server: (its DSN, its name); dropped afterwards."""
-    name = f"pgdag_bench_{uuid.uuid4().hex[:10]}"
-    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
-        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(admin_dsn, dbname=name), name
-    finally:
-        async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
-            await conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def meter_window(postmaster: int | None, database: str, into: dict[str, Any]) -> Window:
-    """A measurement window for a pgdag run: CPU of this process and its worker
-    processes, of PostgreSQL for ``database``; peak RSS of the worker processes."""
-
-    @asynccontextmanager
-    async def window(app: App, pool: Worker) -> AsyncIterator[None]:
-        meter = CpuMeter(
-            os.getpid(), postmaster=postmaster, database=database, rss_pids=lambda: pool.pids
-        )
-        meter.start()
-        try:
-            yield
-        finally:
-            into.update(meter.stop())
-
-    return window
-
-
-def per_1k(resources: dict[str, Any], steps: int) -> dict[str, Any]:
-    out = dict(resources)
-    for key in ("pool_cpu_s", "postgres_cpu_s"):
-        value = resources.get(key)
-        out[f"{key}_per_1k"] = value / steps * 1000 if value is not None and steps else None
-    return out
 
 
 # -- runs ------------------------------------------------------------------------------
@@ -306,102 +228,6 @@ async def ceiling_run(
         finally:
             resources = meter.stop()
     resources.pop("pool_peak_rss_mib", None)
-    return {**result, **per_1k(resources, result["steps"])}
-
-
-def idle_workflows(count: int, info: dict[str, Any]) -> Callable[[App], Awaitable[None]]:
-    """``prepare`` for run_workflows: ``count`` running workflows that wait a year."""
-
-    async def prepare(app: App) -> None:
-        started = time.perf_counter()
-        later = workflows.step.job.with_scheduled_at(datetime.now(UTC) + timedelta(days=365))
-        for first in range(0, count, 10_000):
-            await WorkflowPlugin.push_many(
-                app,
-                [
-                    Workflow(f"idle-{i}")
-                    .add("start", workflows.step)
-                    .add("later", later, ["start"])
-                    for i in range(first, min(count, first + 10_000))
-                ],
-            )
-        s = sql.Identifier(app.schema)
-        waiting = sql.SQL("SELECT count(*) FROM {}.jobs WHERE step_id = 'later'").format(s)
-        deadline = time.monotonic() + 900
-        async with app.connection() as conn:
-            while True:
-                row = await (await conn.execute(waiting)).fetchone()
-                if row is not None and row[0] >= count:
-                    break
-                if time.monotonic() > deadline:
-                    raise RunError(f"only {row[0] if row else 0} of {count} idle workflows ready")
-                await asyncio.sleep(0.25)
-            for table in ("jobs", "workflows", "workflow_steps", "workflow_events"):
-                await conn.execute(
-                    sql.SQL("VACUUM (ANALYZE) {}.{}").format(s, sql.Identifier(table))
-                )
-            try:  # write out what building them dirtied, not during the measurement
-                await conn.execute("CHECKPOINT")
-                info["checkpoint"] = True
-            except psycopg.errors.InsufficientPrivilege:
-                info["checkpoint"] = False
-        info["idle_build_seconds"] = time.perf_counter() - started
-
-    return prepare
-
-
-def idle_window(base: Window, count: int, info: dict[str, Any]) -> Window:
-    """``base``, then check that the idle workflows are still running, idle."""
-
-    @asynccontextmanager
-    async def window(app: App, pool: Worker) -> AsyncIterator[None]:
-        async with base(app, pool):
-            yield
-        query = sql.SQL(
-            "SELECT count(*) FROM {}.workflows WHERE state = 'running' AND name LIKE 'idle-%%'"
-        ).format(sql.Identifier(app.schema))
-        async with app.connection() as conn:
-            row = await (await conn.execute(query)).fetchone()
-        info["idle_running_after"] = row[0] if row else 0
-        if info["idle_running_after"] != count:
-            raise RunError(f"{info['idle_running_after']} of {count} idle workflows running")
-
-    return window
-
-
-async def scale_run(
-    admin: str, idle: int, diamonds: int, args: argparse.Namespace, postmaster: int | None
-) -> dict[str, Any]:
-    async with fresh_database(admin) as (dsn, database):
-        resources: dict[str, Any] = {}
-        info: dict[str, Any] = {"idle_build_seconds": 0.0}
-        result = await workflows.run_workflows(
-            dsn,
-            Shape("diamond", diamonds).builder(),
-            diamonds,
-            processes=args.processes,
-            concurrency=args.concurrency,
-            prepare=idle_workflows(idle, info),
-            window=idle_window(meter_window(postmaster, database, resources), idle, info),
-        )
-    result.pop("meta", None)
-    return {**result, **info, **per_1k(resources, result["steps"])}
-
-
-async def big_run(
-    admin: str, width: int, args: argparse.Namespace, postmaster: int | None
-) -> dict[str, Any]:
-    async with fresh_database(admin) as (dsn, database):
-        resources: dict[str, Any] = {}
-        result = await workflows.run_workflows(
-            dsn,
-            Shape("fan", 1, width).builder(),
-            1,
-            processes=args.processes,
-            concurrency=args.concurrency,
-            window=meter_window(postmaster, database, resources),
-        )
-    result.pop("meta", None)
     return {**result, **per_1k(resources, result["steps"])}
 
 
