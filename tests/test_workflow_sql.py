@@ -133,6 +133,50 @@ def test_completion_advances_its_workflows_in_the_same_transaction(
     assert workflow(conn, wid) == ("completed", 4, 4)
 
 
+def test_complete_and_claim_takes_the_next_step_in_the_same_transaction(
+    conn: psycopg.Connection,
+) -> None:
+    wid = push(conn, [("a", []), ("b", ["a"]), ("c", ["b"])])
+    ((a_id, a_claims),) = claim(conn).values()
+    call = "SELECT id, claims FROM pgdag.complete_and_claim_jobs(%s, %s::jsonb, %s, %s, 60)"
+    done = json.dumps([{"id": a_id, "claims": a_claims, "outcome": "succeeded"}])
+    ((b_id, b_claims),) = conn.execute(call, (W, done, ["default"], 10)).fetchall()
+    row = conn.execute(
+        "SELECT b.step_id, b.started_at = a.completed_at FROM pgdag.jobs AS b, pgdag.jobs AS a "
+        "WHERE b.id = %s AND a.id = %s",
+        (b_id, a_id),
+    ).fetchone()
+    assert row == ("b", True), "b was claimed in the transaction that completed a"
+    assert steps(conn, wid)["b"] == ("running", True, 0)
+    # p_limit 0 records the outcome and claims nothing (a process that is stopping)
+    done = json.dumps([{"id": str(b_id), "claims": b_claims, "outcome": "succeeded"}])
+    assert conn.execute(call, (W, done, ["default"], 0)).fetchall() == []
+    assert steps(conn, wid)["b"][0] == "succeeded"
+    assert steps(conn, wid)["c"] == ("pending", True, 0)
+
+
+def test_a_completion_that_finds_its_workflow_locked_announces_it(clean_db: str) -> None:
+    """complete_jobs skips a workflow another caller holds (SKIP LOCKED) and
+    notifies <schema>.workflows, so that a worker process advances it once the
+    completion is visible."""
+    with (
+        psycopg.connect(clean_db, autocommit=True) as conn,
+        psycopg.connect(clean_db, autocommit=True) as holder,
+        psycopg.connect(clean_db, autocommit=True) as listener,
+    ):
+        wid = push(conn, DIAMOND)
+        claimed = claim(conn)
+        listener.execute('LISTEN "pgdag.workflows"')
+        with holder.transaction():
+            holder.execute("SELECT 1 FROM pgdag.workflows WHERE id = %s FOR UPDATE", (wid,))
+            complete(conn, claimed, advance_now=True)
+        heard = [n.channel for n in listener.notifies(timeout=5, stop_after=1)]
+        assert heard == ["pgdag.workflows"]
+        assert steps(conn, wid)["left"] == ("pending", False, 1), "not advanced while locked"
+        assert advance(conn)[0] == 1
+        assert steps(conn, wid)["left"] == ("pending", True, 0)
+
+
 def test_a_terminal_failure_fails_the_workflow_and_starts_nothing_more(
     conn: psycopg.Connection,
 ) -> None:
