@@ -19,10 +19,7 @@ CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(
 )
 RETURNS integer
 LANGUAGE plpgsql
--- Key-driven statements on tables whose statistics are always out of date: one
--- generic plan per session (re-planning every call cost more than running), and
--- no sequential scans (stale statistics made whole-table scans look cheap), no JIT
--- (compiling took 0.4 s a call once plan costs passed jit_above_cost).
+-- the hot path's planner settings; complete_jobs.sql says why
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET jit = off

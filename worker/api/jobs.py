@@ -42,18 +42,16 @@ class JobsApiPlugin:
         """Jobs, newest first, without kwargs, result or errors (see ``get_job``)."""
         query = request.query_params
         params.check_known(query, ["state", "queue", "limit", "cursor"])
-        size = params.limit(query)
-        async with app.connection() as conn:
-            rows = await app.queries.list_jobs(
-                conn,
-                states=params.choices(query, "state", STATES),
-                queues=params.values(query, "queue") or None,
-                before=params.cursor(query),
-                limit=size + 1,
-            )
-            now = await app.queries.server_now(conn)
-        jobs, next_cursor = params.page(rows, size)
-        return jsonable({"jobs": jobs, "next_cursor": next_cursor, "limit": size, "now": now})
+        states = params.choices(query, "state", STATES)
+        queues = params.values(query, "queue") or None
+        return await params.newest_first(
+            app,
+            query,
+            "jobs",
+            lambda conn, before, limit: app.queries.list_jobs(
+                conn, states=states, queues=queues, before=before, limit=limit
+            ),
+        )
 
     @staticmethod
     async def get_summary(request: Any, *, app: App, worker: Any = None) -> dict[str, Any]:

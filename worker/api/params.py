@@ -11,12 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from psycopg import AsyncConnection
+
+from worker.api.encode import jsonable
 from worker.api.errors import BadRequest
+
+if TYPE_CHECKING:
+    from worker.app import App
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -104,3 +110,20 @@ def page(rows: list[dict[str, Any]], size: int) -> tuple[list[dict[str, Any]], s
         return rows, None
     last = rows[size - 1]
     return rows[:size], make_cursor(last["created_at"], last["id"])
+
+
+Fetch = Callable[[AsyncConnection[Any], "Keyset | None", int], Awaitable[list[dict[str, Any]]]]
+
+
+async def newest_first(
+    app: App, params: Mapping[str, Any], key: str, fetch: Fetch
+) -> dict[str, Any]:
+    """A list endpoint's answer: ``fetch(conn, before, limit)`` asked for one row
+    more than ``?limit=`` wants, after ``?cursor=``; the page under ``key``, the
+    next cursor, the limit and PostgreSQL's clock (for ages)."""
+    size = limit(params)
+    async with app.connection() as conn:
+        rows = await fetch(conn, cursor(params), size + 1)
+        now = await app.queries.server_now(conn)
+    items, next_cursor = page(rows, size)
+    return jsonable({key: items, "next_cursor": next_cursor, "limit": size, "now": now})

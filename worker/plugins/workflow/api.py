@@ -50,19 +50,15 @@ class WorkflowApiPlugin:
         """Get all known workflows: a page of them, newest first."""
         query = request.query_params
         params.check_known(query, ["state", "name", "limit", "cursor"])
-        size = params.limit(query)
-        async with app.connection() as conn:
-            rows = await app.queries.list_workflows(
-                conn,
-                states=params.choices(query, "state", STATES),
-                name=params.text(query, "name"),
-                before=params.cursor(query),
-                limit=size + 1,
-            )
-            now = await app.queries.server_now(conn)
-        workflows, next_cursor = params.page(rows, size)
-        return jsonable(
-            {"workflows": workflows, "next_cursor": next_cursor, "limit": size, "now": now}
+        states = params.choices(query, "state", STATES)
+        name = params.text(query, "name")
+        return await params.newest_first(
+            app,
+            query,
+            "workflows",
+            lambda conn, before, limit: app.queries.list_workflows(
+                conn, states=states, name=name, before=before, limit=limit
+            ),
         )
 
     @staticmethod
