@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench import ceiling, chancy_env, jobs, report, workflows
 from bench.common import ROOT, fresh_app, git_dirty, git_sha, print_table, write_json
@@ -66,6 +65,7 @@ from bench.runs import RunError, Shape, fresh_database, meter_window, per_1k
 from bench.scale import big_run, scale_run
 from worker import Worker
 from worker.embedded import resolve_dsn
+from worker.redact import redacted_dsn
 
 SIDE = Path(__file__).resolve().parent / "chancy_side.py"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
@@ -344,7 +344,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     meta["wall_seconds"] = time.perf_counter() - started
     meta["load_average_at_end"] = os.getloadavg()[0]
     params = {k: v for k, v in vars(args).items() if k not in ("report",)} | {
-        "dsn": _without_password(args.dsn),
+        "dsn": redacted_dsn(args.dsn) if args.dsn else None,
         "repeat": repeat,
         "defaults_repeat": defaults_repeat,
     }
@@ -371,14 +371,6 @@ def finish(data: dict[str, Any], args: argparse.Namespace) -> None:
     for description in meta["settings"].values():
         print(f"- {description}")
     report.print_tables(data, print_table)
-
-
-def _without_password(dsn: str | None) -> str | None:
-    if dsn is None:
-        return None
-    parts = conninfo_to_dict(dsn)
-    parts.pop("password", None)
-    return make_conninfo(**parts)
 
 
 def _load(path: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from psycopg import conninfo, sql
 
 from worker.app import App
 from worker.embedded import _pgserver
+from worker.redact import redacted_dsn
 
 ENV_ADMIN = "_PGDAG_TEST_ADMIN_DSN"
 ENV_TEMPLATE = "_PGDAG_TEST_TEMPLATE"
@@ -32,17 +33,6 @@ SCHEMA = "pgdag"
 
 def with_dbname(dsn: str, dbname: str) -> str:
     return conninfo.make_conninfo(dsn, dbname=dbname)
-
-
-def redacted(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    try:
-        params = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparsable DSN>"
-    if params.get("password"):
-        params["password"] = "***"
-    return conninfo.make_conninfo("", **params)
 
 
 @dataclass
@@ -71,7 +61,7 @@ def start() -> Server:
                 version = conn.execute("SHOW server_version").fetchone()
         except psycopg.Error as exc:
             raise RuntimeError(
-                f"PGDAG_TEST_DSN is set ({redacted(given)}) but that server does not answer: "
+                f"PGDAG_TEST_DSN is set ({redacted_dsn(given)}) but that server does not answer: "
                 f"{exc}. Fix it or unset PGDAG_TEST_DSN to use a throwaway embedded server."
             ) from exc
         admin_dsn, stop, kind = given, (lambda: None), "PGDAG_TEST_DSN"
