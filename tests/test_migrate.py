@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -203,3 +204,74 @@ def test_cli_reports_a_bad_schema_name_and_exits_non_zero(pg_dsn: str, fresh_sch
 def test_unusable_schema_names_are_refused(name: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid schema name"):
         App("dbname=unused", schema=name)
+
+
+async def test_step_jobs_from_before_0008_keep_their_ids_and_complete(
+    pg_dsn: str, fresh_schema: str, tmp_path: Path
+) -> None:
+    """0008 makes a step's job id a function of its step. A step job created
+    before it (a random id), already running when the migration is applied,
+    still completes and advances its workflow; new step jobs take the new ids,
+    and a step job with any other id is refused by the constraint."""
+    sql_dir, plpgsql_dir = _copy_sources(tmp_path)
+    (sql_dir / "0008_step_job_ids.sql").rename(tmp_path / "0008_step_job_ids.sql")
+    app = App(pg_dsn, schema=fresh_schema)
+    await app.migrate(sql_dir=sql_dir, plpgsql_dir=plpgsql_dir)
+    s = sql.Identifier(fresh_schema)
+    wid = "00000000-0000-4000-8000-000000000001"
+    steps = [
+        {"step_id": "a", "job": {"func": "m.f"}, "dependencies": []},
+        {"step_id": "b", "job": {"func": "m.f"}, "dependencies": ["a"]},
+    ]
+    payload = json.dumps([{"id": wid, "name": "w", "steps": steps}])
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SELECT {}.push_workflows(%s::jsonb)").format(s), (payload,))
+        # as an older version wrote it: a random id, and the step linked to it
+        with conn.transaction():
+            old = conn.execute(
+                sql.SQL(
+                    "UPDATE {}.jobs SET id = gen_random_uuid() WHERE workflow_id = %s RETURNING id"
+                ).format(s),
+                (wid,),
+            ).fetchone()
+            assert old is not None
+            conn.execute(
+                sql.SQL("UPDATE {}.workflow_steps SET job_id = %s WHERE step_id = 'a'").format(s),
+                (old[0],),
+            )
+        claimed = conn.execute(
+            sql.SQL("SELECT id, claims FROM {}.claim_jobs('w1', ARRAY['default'], 10, 60)").format(
+                s
+            )
+        ).fetchall()
+        assert [row[0] for row in claimed] == [old[0]]
+
+    (tmp_path / "0008_step_job_ids.sql").rename(sql_dir / "0008_step_job_ids.sql")
+    report = await app.migrate(sql_dir=sql_dir, plpgsql_dir=plpgsql_dir)
+    assert report.applied == ["0008_step_job_ids"]
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        job_id, claims = claimed[0]
+        outcome = json.dumps([{"id": str(job_id), "claims": claims, "outcome": "succeeded"}])
+        conn.execute(
+            sql.SQL("SELECT * FROM {}.complete_jobs('w1', %s::jsonb)").format(s), (outcome,)
+        )
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT s.step_id, s.state, "
+                "j.id = md5(s.workflow_id::text || '/' || s.step_id)::uuid "
+                "FROM {}.workflow_steps AS s JOIN {}.jobs AS j ON j.id = s.job_id "
+                "WHERE s.workflow_id = %s ORDER BY s.step_id"
+            ).format(s, s),
+            (wid,),
+        ).fetchall()
+        assert rows == [("a", "succeeded", False), ("b", "pending", True)]
+        with pytest.raises(psycopg.errors.CheckViolation, match="jobs_step_names_workflow"):
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.jobs (id, func, queue, scheduled_at, created_at, "
+                    "workflow_id, step_id) VALUES (gen_random_uuid(), 'm.f', 'default', now(), "
+                    "now(), %s, 'c')"
+                ).format(s),
+                (wid,),
+            )

@@ -74,6 +74,12 @@ def steps(conn: psycopg.Connection, wid: str) -> dict[str, tuple[str, bool, int]
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
+def waiting_events(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM pgdag.workflow_events").fetchone()
+    assert row is not None
+    return row[0]
+
+
 def workflow(conn: psycopg.Connection, wid: str) -> tuple[str, int, int]:
     row = conn.execute(
         "SELECT state, steps_total, steps_succeeded FROM pgdag.workflows WHERE id = %s", (wid,)
@@ -127,6 +133,7 @@ def test_completion_advances_its_workflows_in_the_same_transaction(
     complete(conn, claim(conn), advance_now=True)
     assert steps(conn, wid)["left"] == ("pending", True, 0)
     assert steps(conn, wid)["right"] == ("pending", True, 0)
+    assert waiting_events(conn) == 0, "the finished step was handed over in memory"
     assert advance(conn) == (0, 0, 0), "nothing was left for advance_workflows"
     for _ in range(2):
         complete(conn, claim(conn), advance_now=True)
@@ -173,8 +180,10 @@ def test_a_completion_that_finds_its_workflow_locked_announces_it(clean_db: str)
         heard = [n.channel for n in listener.notifies(timeout=5, stop_after=1)]
         assert heard == ["pgdag.workflows"]
         assert steps(conn, wid)["left"] == ("pending", False, 1), "not advanced while locked"
+        assert waiting_events(conn) == 1, "the finished step waits in workflow_events"
         assert advance(conn)[0] == 1
         assert steps(conn, wid)["left"] == ("pending", True, 0)
+        assert waiting_events(conn) == 0
 
 
 def test_a_terminal_failure_fails_the_workflow_and_starts_nothing_more(

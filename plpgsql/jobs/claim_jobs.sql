@@ -89,14 +89,16 @@ BEGIN
                       j.max_attempts, j.workflow_id, j.step_id
         ),
         -- workflow steps follow their jobs; a workflow starts running with its
-        -- first step
+        -- first step, which is always a root step (any other step waits for its
+        -- dependencies to succeed, so a root of its workflow started before it):
+        -- only the workflows of root steps are looked at
         steps AS (
             UPDATE {{schema}}.workflow_steps AS s
             SET state = 'running', started_at = coalesce(s.started_at, p_now)
             FROM claimed AS c
             WHERE c.workflow_id IS NOT NULL
               AND s.workflow_id = c.workflow_id AND s.step_id = c.step_id
-            RETURNING s.workflow_id
+            RETURNING s.workflow_id, s.dependencies = '{}' AS root
         ),
         started AS (
             UPDATE {{schema}}.workflows AS w
@@ -104,7 +106,8 @@ BEGIN
             -- "= ANY (ARRAY(...))": one primary-key descent per workflow; as a join
             -- the planner read the whole index (100,000 idle workflows: 100,000
             -- rows read per claim)
-            WHERE w.id = ANY (ARRAY(SELECT DISTINCT st.workflow_id FROM steps AS st))
+            WHERE w.id = ANY (ARRAY(SELECT DISTINCT st.workflow_id FROM steps AS st
+                                    WHERE st.root))
               AND w.state = 'pending'
         )
         SELECT c.id, c.claims, c.func, c.kwargs, c.timeout_seconds, c.attempts,

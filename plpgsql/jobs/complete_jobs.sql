@@ -12,13 +12,13 @@
 -- failed (none left); running -> cancelled
 -- (cancelled, or a failure/release of a job whose cancel was requested);
 -- running -> pending (released: the attempt is given back, unless it ends cancelled).
--- A workflow step's state follows its job's; a step reaching a final state queues a
--- workflow_events row for advance_workflows (which the caller runs next).
--- Then it advances those workflows (advance_workflows, up to p_workflow_batch of them,
--- SKIP LOCKED) in the same transaction; p_workflow_batch 0 leaves that to a later
--- advance_workflows call. When events are left over (workflows locked by another
--- caller, or p_workflow_batch 0) it notifies <schema>.workflows, so that a worker
--- process advances them once this transaction is visible.
+-- A workflow step's state follows its job's. The workflows of steps that reached a
+-- final state are advanced here, in the same transaction (_advance, up to
+-- p_workflow_batch of them, SKIP LOCKED), with those steps handed over in memory.
+-- The steps of a workflow it cannot lock (another caller holds it, beyond the
+-- batch, or p_workflow_batch 0) are written to workflow_events and it notifies
+-- <schema>.workflows, so that a worker process advances them (advance_workflows)
+-- once this transaction is visible.
 -- Returns the jobs it changed with their new state and workflow; notifies
 -- <schema>.done once when it changed any job.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
@@ -46,8 +46,10 @@ DECLARE
     v_ids uuid[];
     v_states text[];
     v_workflows uuid[];
-    v_touched uuid[];
-    v_left integer;
+    v_event_workflows uuid[];
+    v_event_steps text[];
+    v_event_states text[];
+    v_deferred integer;
 BEGIN
     -- decide: lock each outcome's job by primary key, then check and decide on its
     -- newest version. Locked before deciding, not only in the UPDATE below: a row
@@ -126,7 +128,7 @@ BEGIN
         RETURNING j.id, j.state, j.workflow_id, j.step_id
     ),
     -- workflow steps: the step mirrors its job; a final state is an event for
-    -- advance_workflows (an insert: no hot workflow row on a wide fan-out)
+    -- _advance below
     steps AS (
         UPDATE {{schema}}.workflow_steps AS s
         SET state = x.state,
@@ -136,14 +138,16 @@ BEGIN
           AND s.workflow_id = x.workflow_id AND s.step_id = x.step_id
         RETURNING s.workflow_id, s.step_id, s.state
     ),
-    events AS (
-        INSERT INTO {{schema}}.workflow_events (workflow_id, step_id, state)
+    events AS MATERIALIZED (
         SELECT st.workflow_id, st.step_id, st.state
         FROM steps AS st
         WHERE st.state IN ('succeeded', 'failed', 'cancelled')
     )
-    SELECT array_agg(x.id), array_agg(x.state), array_agg(x.workflow_id)
-    INTO v_ids, v_states, v_workflows
+    SELECT array_agg(x.id), array_agg(x.state), array_agg(x.workflow_id),
+           ARRAY(SELECT e.workflow_id FROM events AS e),
+           ARRAY(SELECT e.step_id FROM events AS e),
+           ARRAY(SELECT e.state FROM events AS e)
+    INTO v_ids, v_states, v_workflows, v_event_workflows, v_event_steps, v_event_states
     FROM done AS x;
 
     IF v_ids IS NULL THEN
@@ -153,19 +157,16 @@ BEGIN
     PERFORM pg_notify({{schema_literal}} || '.done', '');
 
     -- advance the workflows whose steps finished, here: their next steps' jobs are
-    -- committed with this completion (one round trip less per hop of a chain). A
-    -- workflow locked by another caller is skipped; its events wait for the next
-    -- advance_workflows call (the worker process makes one after this).
-    v_touched := ARRAY(SELECT DISTINCT w FROM unnest(v_workflows) AS w WHERE w IS NOT NULL);
-    IF cardinality(v_touched) > 0 THEN
-        v_left := 1;
-        IF p_workflow_batch > 0 THEN
-            SELECT a.skipped INTO v_left
-            FROM {{schema}}.advance_workflows(p_workflow_batch, p_now, v_touched) AS a;
-        END IF;
-        -- events left for later (their workflow was locked by another caller, which
-        -- cannot see them before we commit): every worker process listens here
-        IF v_left > 0 THEN
+    -- committed with this completion (one round trip less per hop of a chain). The
+    -- steps of a workflow locked by another caller wait in workflow_events, which
+    -- that caller cannot see before we commit: every worker process listens here.
+    IF cardinality(v_event_workflows) > 0 THEN
+        SELECT a.deferred INTO v_deferred
+        FROM {{schema}}._advance(
+            ARRAY(SELECT DISTINCT w FROM unnest(v_event_workflows) AS w),
+            p_workflow_batch, p_now, v_event_workflows, v_event_steps, v_event_states
+        ) AS a;
+        IF v_deferred > 0 THEN
             PERFORM pg_notify({{schema_literal}} || '.workflows', '');
         END IF;
     END IF;

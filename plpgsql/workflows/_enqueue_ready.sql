@@ -64,7 +64,10 @@ BEGIN
             scheduled_at, created_at, workflow_id, step_id
         )
         SELECT
-            gen_random_uuid(), r.job ->> 'func', coalesce(r.job ->> 'queue', 'default'),
+            -- the step's job id is a function of the step: with the primary key, at
+            -- most one job per step (migration 0008; its CHECK spells the same)
+            md5(r.workflow_id::text || '/' || r.step_id)::uuid,
+            r.job ->> 'func', coalesce(r.job ->> 'queue', 'default'),
             coalesce(r.job -> 'kwargs', '{}'), coalesce(r.job -> 'meta', '{}'),
             coalesce((r.job ->> 'priority')::integer, 0),
             coalesce((r.job ->> 'max_attempts')::integer, 1),
