@@ -5,10 +5,13 @@
 -- and the jobs it would claim next are often the very steps its completions just
 -- made ready (complete_jobs advances their workflows in the same transaction). One
 -- round trip and one commit instead of two: a chain's next step is claimed in the
--- transaction that finished the step before it.
+-- transaction that finished the step before it. Those steps' jobs are handed off:
+-- complete_jobs creates them already claimed for p_worker (up to p_limit, where
+-- claim_jobs would take them next), which spares each one a second write; the
+-- slots left are filled by claim_jobs.
 -- Locks and transitions: those of complete_jobs, then those of claim_jobs
 -- (p_limit 0 claims nothing).
--- Returns the claimed jobs, as claim_jobs does.
+-- Returns the claimed jobs (handed off, then claimed), as claim_jobs does.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_and_claim_jobs(
     p_worker text,
     p_outcomes jsonb,
@@ -28,15 +31,31 @@ SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET jit = off
 AS $fn$
+DECLARE
+    v_handed uuid[];
+    v_left integer;
 BEGIN
-    PERFORM FROM {{schema}}.complete_jobs(p_worker, p_outcomes, p_now, p_workflow_batch);
-    IF p_limit > 0 THEN
+    SELECT coalesce(array_agg(c.id) FILTER (WHERE c.state = 'running'), '{}') INTO v_handed
+    FROM {{schema}}.complete_jobs(
+        p_worker, p_outcomes, p_now, p_workflow_batch,
+        p_queues, greatest(p_limit, 0), p_lease_seconds
+    ) AS c;
+
+    IF cardinality(v_handed) > 0 THEN
         RETURN QUERY
-        SELECT * FROM {{schema}}.claim_jobs(p_worker, p_queues, p_limit, p_lease_seconds, p_now);
+        SELECT j.id, j.claims, j.func, j.kwargs, j.timeout_seconds, j.attempts, j.max_attempts
+        FROM {{schema}}.jobs AS j
+        WHERE j.id = ANY (v_handed);
+    END IF;
+
+    v_left := p_limit - cardinality(v_handed);
+    IF v_left > 0 THEN
+        RETURN QUERY
+        SELECT * FROM {{schema}}.claim_jobs(p_worker, p_queues, v_left, p_lease_seconds, p_now);
     END IF;
 END;
 $fn$;
 
 COMMENT ON FUNCTION {{schema}}.complete_and_claim_jobs(
     text, jsonb, text[], integer, double precision, integer, timestamptz
-) IS 'complete_jobs then claim_jobs in one transaction (one round trip per batch).';
+) IS 'complete_jobs (handing off the steps it makes ready) then claim_jobs, in one transaction.';

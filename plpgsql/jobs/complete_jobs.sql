@@ -1,4 +1,5 @@
--- complete_jobs(p_worker, p_outcomes, p_now): record a batch of attempt outcomes.
+-- complete_jobs(p_worker, p_outcomes, p_now, p_workflow_batch, p_queues, p_slots,
+-- p_lease_seconds): record a batch of attempt outcomes.
 --
 -- p_outcomes: JSON array of {id, claims, outcome, result, error} where outcome is
 --   succeeded | failed | timeout | cancelled | released.
@@ -18,14 +19,19 @@
 -- The steps of a workflow it cannot lock (another caller holds it, beyond the
 -- batch, or p_workflow_batch 0) are written to workflow_events and it notifies
 -- <schema>.workflows, so that a worker process advances them (advance_workflows)
--- once this transaction is visible.
--- Returns the jobs it changed with their new state and workflow; notifies
--- <schema>.done once when it changed any job.
+-- once this transaction is visible. With p_slots > 0, up to p_slots of the steps
+-- that advancement makes ready are handed off to p_worker, already claimed (see
+-- _enqueue_ready: only where claim_jobs would take them next, from p_queues).
+-- Returns the jobs it changed with their new state and workflow, and the jobs it
+-- handed off (state running); notifies <schema>.done once when it changed any job.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(
     p_worker text,
     p_outcomes jsonb,
     p_now timestamptz DEFAULT now(),
-    p_workflow_batch integer DEFAULT 1000
+    p_workflow_batch integer DEFAULT 1000,
+    p_queues text[] DEFAULT '{}',
+    p_slots integer DEFAULT 0,
+    p_lease_seconds double precision DEFAULT NULL
 )
 RETURNS TABLE (id uuid, state text, workflow_id uuid)
 LANGUAGE plpgsql
@@ -50,6 +56,8 @@ DECLARE
     v_event_steps text[];
     v_event_states text[];
     v_deferred integer;
+    v_handed uuid[];
+    v_handed_workflows uuid[];
 BEGIN
     -- decide: lock each outcome's job by primary key, then check and decide on its
     -- newest version. Locked before deciding, not only in the UPDATE below: a row
@@ -161,10 +169,12 @@ BEGIN
     -- steps of a workflow locked by another caller wait in workflow_events, which
     -- that caller cannot see before we commit: every worker process listens here.
     IF cardinality(v_event_workflows) > 0 THEN
-        SELECT a.deferred INTO v_deferred
+        SELECT a.deferred, a.handed, a.handed_workflows
+        INTO v_deferred, v_handed, v_handed_workflows
         FROM {{schema}}._advance(
             ARRAY(SELECT DISTINCT w FROM unnest(v_event_workflows) AS w),
-            p_workflow_batch, p_now, v_event_workflows, v_event_steps, v_event_states
+            p_workflow_batch, p_now, v_event_workflows, v_event_steps, v_event_states,
+            p_worker, p_queues, p_slots, p_lease_seconds
         ) AS a;
         IF v_deferred > 0 THEN
             PERFORM pg_notify({{schema_literal}} || '.workflows', '');
@@ -172,8 +182,15 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT * FROM unnest(v_ids, v_states, v_workflows);
+    IF cardinality(v_handed) > 0 THEN
+        RETURN QUERY
+        SELECT h.id, 'running'::text, h.workflow_id
+        FROM unnest(v_handed, v_handed_workflows) AS h(id, workflow_id);
+    END IF;
 END;
 $fn$;
 
-COMMENT ON FUNCTION {{schema}}.complete_jobs(text, jsonb, timestamptz, integer) IS
+COMMENT ON FUNCTION {{schema}}.complete_jobs(
+    text, jsonb, timestamptz, integer, text[], integer, double precision
+) IS
     'Apply a batch of attempt outcomes from p_worker; stale ones change nothing.';

@@ -1,6 +1,6 @@
 -- _advance(p_candidates, p_limit, p_now, p_event_workflows, p_event_steps,
--- p_event_states): lock up to p_limit of the workflows p_candidates and advance them,
--- set-based, in one call.
+-- p_event_states, p_worker, p_queues, p_slots, p_lease_seconds): lock up to p_limit of
+-- the workflows p_candidates and advance them, set-based, in one call.
 --
 -- Events come from two places: the workflow_events table (due rows of the locked
 -- workflows are consumed) and the caller's own, passed in memory as
@@ -19,9 +19,11 @@
 --   dependents (aggregated: a 1,000-wide fan-in is one update of the join step);
 --   a "failed"/"cancelled" event: workflow -> failed (no further step starts);
 --   all steps succeeded: workflow -> completed;
---   steps whose remaining_deps reached 0 get their jobs (_enqueue_ready).
+--   steps whose remaining_deps reached 0 get their jobs (_enqueue_ready; with
+--   p_slots > 0, up to p_slots of them are handed off to p_worker, claimed).
 -- Returns: advanced (workflows locked and advanced), deferred (workflows whose
--- passed events were written to workflow_events instead), enqueued (jobs created).
+-- passed events were written to workflow_events instead), enqueued (jobs created),
+-- handed and handed_workflows (the jobs handed off, and their workflows).
 -- Notifies <schema>.done when it finished any workflow.
 CREATE OR REPLACE FUNCTION {{schema}}._advance(
     p_candidates uuid[],
@@ -29,9 +31,15 @@ CREATE OR REPLACE FUNCTION {{schema}}._advance(
     p_now timestamptz,
     p_event_workflows uuid[] DEFAULT '{}',
     p_event_steps text[] DEFAULT '{}',
-    p_event_states text[] DEFAULT '{}'
+    p_event_states text[] DEFAULT '{}',
+    p_worker text DEFAULT NULL,
+    p_queues text[] DEFAULT '{}',
+    p_slots integer DEFAULT 0,
+    p_lease_seconds double precision DEFAULT NULL
 )
-RETURNS TABLE (advanced integer, deferred integer, enqueued integer)
+RETURNS TABLE (
+    advanced integer, deferred integer, enqueued integer, handed uuid[], handed_workflows uuid[]
+)
 LANGUAGE plpgsql
 -- the hot path's planner settings; complete_jobs.sql says why
 SET plan_cache_mode = force_generic_plan
@@ -49,6 +57,8 @@ BEGIN
     advanced := 0;
     deferred := 0;
     enqueued := 0;
+    handed := '{}';
+    handed_workflows := '{}';
 
     -- lock: one key lookup per candidate, stopping after p_limit rows locked
     SELECT array_agg(w.id), array_agg(w.ctid) INTO v_ids, v_rows
@@ -163,7 +173,11 @@ BEGIN
     END IF;
 
     -- advance: the steps that became ready
-    enqueued := {{schema}}._enqueue_ready(v_whole, p_now, v_ready_workflows, v_ready_steps);
+    SELECT e.created, e.handed, e.handed_workflows INTO enqueued, handed, handed_workflows
+    FROM {{schema}}._enqueue_ready(
+        v_whole, p_now, v_ready_workflows, v_ready_steps,
+        p_worker, p_queues, p_slots, p_lease_seconds
+    ) AS e;
 
     IF v_finished > 0 THEN
         PERFORM pg_notify({{schema_literal}} || '.done', '');
@@ -172,5 +186,7 @@ BEGIN
 END;
 $fn$;
 
-COMMENT ON FUNCTION {{schema}}._advance(uuid[], integer, timestamptz, uuid[], text[], text[]) IS
+COMMENT ON FUNCTION {{schema}}._advance(
+    uuid[], integer, timestamptz, uuid[], text[], text[], text, text[], integer, double precision
+) IS
     'Lock and advance up to p_limit of the candidate workflows; see the file header.';

@@ -1,23 +1,37 @@
--- _enqueue_ready(p_ids, p_now, p_step_workflows, p_steps): create the job of every
--- ready step (remaining_deps = 0, no job yet, workflow neither failed nor completed)
--- among all the steps of the workflows p_ids (a push, a re-push, a second look) and
--- the steps named by (p_step_workflows[i], p_steps[i]) (those advance_workflows saw
--- reach remaining_deps 0; none of them in a workflow of p_ids). Steps are found by
--- primary key only.
--- Callers hold the rows of those workflows locked (push_workflows, advance_workflows).
+-- _enqueue_ready(p_ids, p_now, p_step_workflows, p_steps, p_worker, p_queues, p_slots,
+-- p_lease_seconds): create the job of every ready step (remaining_deps = 0, no job
+-- yet, workflow neither failed nor completed) among all the steps of the workflows
+-- p_ids (a push, a re-push, a second look) and the steps named by
+-- (p_step_workflows[i], p_steps[i]) (those advance_workflows saw reach remaining_deps
+-- 0; none of them in a workflow of p_ids). Steps are found by primary key only.
+-- Hand-off: with p_slots > 0 (complete_and_claim_jobs, for a worker process that has
+-- free slots), up to p_slots of the named steps' new jobs are created claimed by
+-- p_worker, as claim_jobs would claim them, instead of being written as pending
+-- and claimed by a second update in the same transaction: only due jobs of the
+-- queues p_queues, and only where claim_jobs would take them next (no due job
+-- waits in their queue at their priority or better), so the claim order
+-- (priority, then first due) is kept.
+-- Callers hold the rows of those workflows locked (push_workflows, _advance).
 -- Locks: the new job rows and the steps it links to them.
--- Transitions: step gets its job_id (state stays pending, as its job's).
+-- Transitions: step gets its job_id (state stays pending, as its job's; running
+-- with a handed-off job, which starts with attempts and claims 1, as claimed).
 -- A step whose job cannot be inserted because an unrelated unfinished job holds its
 -- unique_key is not linked to that job: it stays ready and its workflow is looked at
 -- again a second later (an event with available_at in the future).
--- Returns the number of jobs created; notifies <schema>.jobs once per queue.
+-- Returns the number of jobs created, and the ids and workflows of those handed off
+-- (handed[i] in handed_workflows[i]); notifies
+-- <schema>.jobs once per queue that got pending due jobs.
 CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(
     p_ids uuid[],
     p_now timestamptz,
     p_step_workflows uuid[] DEFAULT '{}',
-    p_steps text[] DEFAULT '{}'
+    p_steps text[] DEFAULT '{}',
+    p_worker text DEFAULT NULL,
+    p_queues text[] DEFAULT '{}',
+    p_slots integer DEFAULT 0,
+    p_lease_seconds double precision DEFAULT NULL
 )
-RETURNS integer
+RETURNS TABLE (created integer, handed uuid[], handed_workflows uuid[])
 LANGUAGE plpgsql
 -- the hot path's planner settings; complete_jobs.sql says why
 SET plan_cache_mode = force_generic_plan
@@ -25,19 +39,18 @@ SET enable_seqscan = off
 SET jit = off
 AS $fn$
 DECLARE
-    v_created integer;
     v_ready integer;
     v_queues text[];
 BEGIN
     -- found by key only: the steps of the workflows p_ids (primary key prefix), and
     -- each named step (primary key). The two sets are disjoint (callers see to it).
     WITH candidates AS (
-        SELECT s.workflow_id, s.step_id, s.job
+        SELECT s.workflow_id, s.step_id, s.job, false AS named
         FROM {{schema}}.workflow_steps AS s
         WHERE s.workflow_id = ANY (p_ids)
           AND s.job_id IS NULL AND s.remaining_deps = 0
         UNION ALL
-        SELECT s.workflow_id, s.step_id, s.job
+        SELECT s.workflow_id, s.step_id, s.job, true
         FROM unnest(p_step_workflows, p_steps) AS k(workflow_id, step_id)
         -- a primary-key lookup per named step, whatever the statistics say (OFFSET 0
         -- keeps the subquery apart; joined plainly, a misestimate made the planner
@@ -51,25 +64,57 @@ BEGIN
         WHERE s.job_id IS NULL AND s.remaining_deps = 0
     ),
     ready AS MATERIALIZED (
-        SELECT c.workflow_id, c.step_id, c.job
+        SELECT c.workflow_id, c.step_id, c.job, c.named,
+               coalesce(c.job ->> 'queue', 'default') AS queue,
+               coalesce((c.job ->> 'priority')::integer, 0) AS priority,
+               greatest(coalesce((c.job ->> 'scheduled_at')::timestamptz, p_now), p_now)
+                   AS scheduled_at
         FROM candidates AS c
         -- a key lookup per ready step (as a join, the planner may scan all workflows)
         WHERE (SELECT w.state FROM {{schema}}.workflows AS w WHERE w.id = c.workflow_id)
               IN ('pending', 'running')
     ),
-    created AS (
+    -- per queue of p_queues with ready steps: the job claim_jobs would take next
+    -- there (one probe of jobs_claimable: the best priority, then first due)
+    waiting AS (
+        SELECT q.queue, x.priority, x.scheduled_at
+        FROM (SELECT DISTINCT r.queue FROM ready AS r
+              WHERE p_slots > 0 AND r.named AND r.queue = ANY (p_queues)) AS q
+        LEFT JOIN LATERAL (
+            SELECT c.priority, c.scheduled_at
+            FROM {{schema}}.jobs AS c
+            WHERE c.state IN ('pending', 'retrying') AND c.queue = q.queue
+            ORDER BY c.priority DESC, c.scheduled_at
+            LIMIT 1
+        ) AS x ON true
+    ),
+    -- the steps handed off: named steps only (they have dependencies, so their
+    -- workflow is running already), due, and ahead of every job waiting in their
+    -- queue
+    handoff AS (
+        SELECT r.workflow_id, r.step_id
+        FROM ready AS r
+        JOIN waiting AS w ON w.queue = r.queue
+        WHERE r.named AND r.scheduled_at <= p_now
+          AND (w.priority IS NULL OR r.priority > w.priority
+               OR (r.priority = w.priority AND w.scheduled_at > p_now))
+        ORDER BY r.priority DESC, r.workflow_id, r.step_id
+        LIMIT greatest(p_slots, 0)
+    ),
+    inserted AS (
         INSERT INTO {{schema}}.jobs (
             id, func, queue, kwargs, meta, priority, max_attempts, timeout_seconds,
             retry_backoff, retry_factor, retry_limit, retry_jitter, unique_key,
-            scheduled_at, created_at, workflow_id, step_id
+            scheduled_at, created_at, workflow_id, step_id,
+            state, attempts, claims, worker_id, started_at, lease_expires_at
         )
         SELECT
             -- the step's job id is a function of the step: with the primary key, at
             -- most one job per step (migration 0008; its CHECK spells the same)
             md5(r.workflow_id::text || '/' || r.step_id)::uuid,
-            r.job ->> 'func', coalesce(r.job ->> 'queue', 'default'),
+            r.job ->> 'func', r.queue,
             coalesce(r.job -> 'kwargs', '{}'), coalesce(r.job -> 'meta', '{}'),
-            coalesce((r.job ->> 'priority')::integer, 0),
+            r.priority,
             coalesce((r.job ->> 'max_attempts')::integer, 1),
             (r.job ->> 'timeout')::double precision,
             coalesce((r.job -> 'retry' ->> 'backoff')::double precision, 1),
@@ -77,40 +122,51 @@ BEGIN
             coalesce((r.job -> 'retry' ->> 'limit')::double precision, 300),
             coalesce((r.job -> 'retry' ->> 'jitter')::double precision, 0.1),
             r.job ->> 'unique_key',
-            greatest(coalesce((r.job ->> 'scheduled_at')::timestamptz, p_now), p_now),
-            p_now, r.workflow_id, r.step_id
+            r.scheduled_at, p_now, r.workflow_id, r.step_id,
+            -- a handed-off job is written as claim_jobs leaves a claimed one
+            CASE WHEN h.step_id IS NULL THEN 'pending' ELSE 'running' END,
+            CASE WHEN h.step_id IS NULL THEN 0 ELSE 1 END,
+            CASE WHEN h.step_id IS NULL THEN 0 ELSE 1 END,
+            CASE WHEN h.step_id IS NOT NULL THEN p_worker END,
+            CASE WHEN h.step_id IS NOT NULL THEN p_now END,
+            CASE WHEN h.step_id IS NOT NULL
+                 THEN p_now + make_interval(secs => p_lease_seconds) END
         FROM ready AS r
+        LEFT JOIN handoff AS h ON h.workflow_id = r.workflow_id AND h.step_id = r.step_id
         ORDER BY r.workflow_id, r.step_id
         ON CONFLICT DO NOTHING
-        RETURNING id, workflow_id, step_id, queue, scheduled_at
+        RETURNING id, workflow_id, step_id, queue, scheduled_at, state
     ),
     linked AS (
         UPDATE {{schema}}.workflow_steps AS s
-        SET job_id = c.id
-        FROM created AS c
+        SET job_id = c.id,
+            state = c.state,
+            started_at = CASE WHEN c.state = 'running' THEN p_now END
+        FROM inserted AS c
         WHERE s.workflow_id = c.workflow_id AND s.step_id = c.step_id
     )
     SELECT (SELECT count(*) FROM ready)::integer, count(*)::integer,
-           array_agg(DISTINCT c.queue) FILTER (WHERE c.scheduled_at <= p_now)
-    INTO v_ready, v_created, v_queues
-    FROM created AS c;
+           coalesce(array_agg(c.id) FILTER (WHERE c.state = 'running'), '{}'),
+           coalesce(array_agg(c.workflow_id) FILTER (WHERE c.state = 'running'), '{}'),
+           array_agg(DISTINCT c.queue) FILTER (WHERE c.state = 'pending'
+                                                 AND c.scheduled_at <= p_now)
+    INTO v_ready, created, handed, handed_workflows, v_queues
+    FROM inserted AS c;
 
     PERFORM pg_notify({{schema_literal}} || '.jobs', q) FROM unnest(v_queues) AS q;
 
-    IF v_created = v_ready THEN
-        RETURN v_created;
+    IF created < v_ready THEN
+        -- blocked by a unique_key held elsewhere: look again later
+        INSERT INTO {{schema}}.workflow_events (workflow_id, available_at)
+        SELECT DISTINCT s.workflow_id, p_now + interval '1 second'
+        FROM {{schema}}.workflow_steps AS s
+        JOIN {{schema}}.workflows AS w ON w.id = s.workflow_id
+        WHERE (s.workflow_id = ANY (p_ids)
+               OR (s.workflow_id, s.step_id) IN (SELECT * FROM unnest(p_step_workflows, p_steps)))
+          AND s.job_id IS NULL
+          AND s.remaining_deps = 0
+          AND w.state IN ('pending', 'running');
     END IF;
-    -- blocked by a unique_key held elsewhere: look again later
-    INSERT INTO {{schema}}.workflow_events (workflow_id, available_at)
-    SELECT DISTINCT s.workflow_id, p_now + interval '1 second'
-    FROM {{schema}}.workflow_steps AS s
-    JOIN {{schema}}.workflows AS w ON w.id = s.workflow_id
-    WHERE (s.workflow_id = ANY (p_ids)
-           OR (s.workflow_id, s.step_id) IN (SELECT * FROM unnest(p_step_workflows, p_steps)))
-      AND s.job_id IS NULL
-      AND s.remaining_deps = 0
-      AND w.state IN ('pending', 'running');
-
-    RETURN v_created;
+    RETURN NEXT;
 END;
 $fn$;
