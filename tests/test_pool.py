@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pool_helpers import (
     WAIT,
@@ -68,6 +69,24 @@ async def test_four_processes_drain_10000_jobs_each_claimed_once(app: App) -> No
 
 
 # -- processes that die or are told to stop ------------------------------------
+
+
+async def test_work_pushed_at_once_is_shared_by_the_processes(
+    app: App, executions: str
+) -> None:
+    """A claim takes at most a quarter of a process's slots and claims again
+    only while half are free, so a burst is not taken whole by the first
+    process awake (which would then keep each workflow's next steps too)."""
+    async with Worker(app, processes=2, concurrency=8, grace_period=2) as pool:
+        ids = await app.push_many(
+            [asleepy.job.with_kwargs(dsn=executions, tag=f"t{i}", first=1.0) for i in range(8)]
+        )
+        for job_id in ids:
+            await app.wait_for_job(job_id, timeout=WAIT)
+        pids = set(pool.pids)
+    with psycopg.connect(executions) as conn:
+        ran = conn.execute("SELECT pid, count(*) FROM public.executions GROUP BY pid").fetchall()
+    assert {pid for pid, _ in ran} == pids, f"both processes ran jobs: {ran}"
 
 
 async def test_sigkill_of_a_child_recovers_its_running_job_and_not_its_finished_one(
