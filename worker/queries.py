@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 @dataclass(frozen=True)
 class Claimed:
-    id: UUID
+    id: str  # the job id, as text: a worker process only ever uses it as a key and in JSON
     claims: int
     func: str
     kwargs: dict[str, Any]
@@ -35,11 +35,12 @@ class Queries:
             return sql.SQL(text).format(s=s)
 
         self.push_jobs = q("SELECT ord, existing_id FROM {s}.push_jobs(%s::jsonb)")
-        self.claim_jobs = q("SELECT * FROM {s}.claim_jobs(%s, %s, %s, %s)")
+        claimed = "id::text, claims, func, kwargs, timeout_seconds, attempts, max_attempts"
+        self.claim_jobs = q(f"SELECT {claimed} FROM {{s}}.claim_jobs(%s, %s, %s, %s)")
         self.complete_and_claim_jobs = q(
-            "SELECT * FROM {s}.complete_and_claim_jobs(%s, %s::jsonb, %s, %s, %s, %s)"
+            f"SELECT {claimed} FROM {{s}}.complete_and_claim_jobs(%s, %s::jsonb, %s, %s, %s, %s)"
         )
-        self.extend_leases = q("SELECT id FROM {s}.extend_leases(%s, %s, %s)")
+        self.extend_leases = q("SELECT id::text FROM {s}.extend_leases(%s, %s::uuid[], %s)")
         self.recover_jobs = q("SELECT id, state FROM {s}.recover_jobs(%s, %s)")
         self.cancel_job = q("SELECT {s}.cancel_job(%s)")
         self.get_jobs = q(
@@ -161,8 +162,8 @@ class Queries:
         return [Claimed(*row) for row in await cur.fetchall()]
 
     async def extend(
-        self, conn: AsyncConnection, worker: str, ids: list[UUID], lease: float
-    ) -> list[UUID]:
+        self, conn: AsyncConnection, worker: str, ids: list[str], lease: float
+    ) -> list[str]:
         cur = await conn.execute(self.extend_leases, (worker, ids, lease))
         return [row[0] for row in await cur.fetchall() if row[0] is not None]
 

@@ -361,7 +361,7 @@ class Child:
                         for job_id in await self.queries.extend(
                             conn, config.worker_id, held, config.lease_seconds
                         ):
-                            self._cancel(str(job_id))
+                            self._cancel(job_id)
                     await self.queries.recover(conn)
             except psycopg.Error as exc:
                 log.warning("heartbeat failed (%s)", exc)

@@ -35,7 +35,7 @@ def error_info(exc: BaseException) -> dict[str, str]:
 
 
 def outcome(job: Claimed, kind: str, **extra: Any) -> Outcome:
-    return {"id": str(job.id), "claims": job.claims, "outcome": kind, **extra}
+    return {"id": job.id, "claims": job.claims, "outcome": kind, **extra}
 
 
 @dataclass
@@ -68,17 +68,17 @@ class Executor:
             func = resolve(job.func)
         except JobFunctionNotFound as exc:
             running = Running(job, sync=False)
-            self.running[str(job.id)] = running
+            self.running[job.id] = running
             self._finish(running, outcome(job, "failed", error=error_info(exc)))
             return
         sync = not inspect.iscoroutinefunction(func)
         running = Running(job, sync=sync)
-        self.running[str(job.id)] = running
+        self.running[job.id] = running
         body = self._run_sync(running, func) if sync else self._run_async(running, func)
         running.task = self._loop.create_task(body, name=f"pgdag-job-{job.id}")
 
     def _finish(self, running: Running, result: Outcome) -> None:
-        if self.running.pop(str(running.job.id), None) is not None:
+        if self.running.pop(running.job.id, None) is not None:
             self._report(running, result)
 
     async def _run_async(self, running: Running, func: Callable[..., Any]) -> None:
@@ -113,7 +113,7 @@ class Executor:
         def started() -> None:
             nonlocal timer
             running.thread_started = time.monotonic()
-            if job.timeout is not None and str(job.id) in self.running:
+            if job.timeout is not None and job.id in self.running:
                 timer = self._loop.call_later(job.timeout, self._sync_timed_out, running)
 
         def call() -> tuple[str, Any]:
@@ -140,7 +140,7 @@ class Executor:
             self._finish(running, outcome(job, "succeeded", result=value))
 
     def _sync_timed_out(self, running: Running) -> None:
-        if str(running.job.id) in self.running:
+        if running.job.id in self.running:
             self._finish(running, _timed_out(running.job))
             self._on_sync_overrun(running, "timeout")
 
@@ -184,4 +184,4 @@ def _timed_out(job: Claimed) -> Outcome:
 
 
 def _info(job: Claimed) -> CurrentJob:
-    return CurrentJob(str(job.id), job.func, job.attempts, job.max_attempts)
+    return CurrentJob(job.id, job.func, job.attempts, job.max_attempts)
