@@ -382,9 +382,10 @@ async def main(args: argparse.Namespace) -> int:
         data = _load(args.report)
         data["json_path"] = args.report
         finish(data, args)
-        target = Path(args.results_md) if args.results_md else RESULTS_MD
-        report.update_results(target, report.render_markdown(data))
-        print(f"\nupdated {target}")
+        if not args.no_results_md:
+            target = Path(args.results_md) if args.results_md else RESULTS_MD
+            report.update_results(target, report.render_markdown(data))
+            print(f"\nupdated {target}")
         return 0
     data = await run_all(args)
     path = write_json("compare", data, args.json)  # first: a rendering bug loses no run
