@@ -1,7 +1,8 @@
 """One worker process: claim, run, complete, in a loop.
 
-- **Claiming** asks for the free slots, at most a quarter of them per call, when
-  at least half the slots are free (or none is busy), and only while the queues
+- **Claiming** asks for the free slots, a quarter of them per call (going on
+  while each call gets all it asked for), when at least half the slots are free
+  (or none is busy), and only while the queues
   may hold due work: after a short claim, the process waits for a notification
   on ``<schema>.jobs`` or the poll interval.
 - **Completing**: outcomes accumulate while a flush is in flight and go in one
@@ -186,11 +187,13 @@ class Child:
     async def _claim_loop(self) -> None:
         config = self.config
         queues = list(config.queues)
+        filling = False  # the last claim got all it asked for: go on while slots are free
         while not self._stopping:
             self._wake.clear()
             free = self._free()
             idle = not self.executor.running and not self._reserved
-            if self._may_have_work and free > 0 and (free >= self._threshold or idle):
+            start = free >= self._threshold or idle or filling
+            if self._may_have_work and free > 0 and start:
                 notices = self._notices
                 ask = min(free, self._claim_batch)
                 self._reserved += ask
@@ -206,6 +209,7 @@ class Child:
                 finally:
                     self._reserved -= ask
                 self._start(claimed, ask, notices)
+                filling = len(claimed) == ask
                 if claimed:
                     await asyncio.sleep(0)  # let the jobs start before claiming more
                     continue
