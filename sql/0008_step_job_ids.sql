@@ -29,7 +29,8 @@ $migration$;
 
 -- Hand-off (complete_and_claim_jobs creates the steps it makes ready already claimed):
 -- complete_jobs and _enqueue_ready take the claimer's worker, queues, free slots and
--- lease, and _enqueue_ready returns the jobs it handed off. New signatures need the
+-- lease, and _enqueue_ready returns the jobs it handed off; it also takes the steps
+-- _advance linked to their job ids, with their definitions. New signatures need the
 -- old ones dropped; every function is installed again after a migration.
 DROP FUNCTION IF EXISTS {{schema}}.complete_jobs(text, jsonb, timestamptz, integer);
 DROP FUNCTION IF EXISTS {{schema}}._enqueue_ready(uuid[], timestamptz, uuid[], text[]);

@@ -202,6 +202,46 @@ def test_a_terminal_failure_fails_the_workflow_and_starts_nothing_more(
     assert claim(conn) == {}
 
 
+def test_a_step_made_ready_in_the_batch_that_fails_its_workflow_gets_no_job(
+    conn: psycopg.Connection,
+) -> None:
+    """'c' loses its last dependency in the same advancement that sees 'b' fail:
+    it is neither linked to a job nor enqueued."""
+    wid = push(conn, [("a", []), ("b", []), ("c", ["a"])])
+    complete(conn, claim(conn), b="failed")
+    advance(conn)
+    assert workflow(conn, wid)[0] == "failed"
+    assert steps(conn, wid)["c"] == ("pending", False, 0)
+    assert claim(conn) == {}
+
+
+def test_a_non_root_step_blocked_by_a_unique_key_waits_unlinked(
+    conn: psycopg.Connection,
+) -> None:
+    holder = str(uuid.uuid4())
+    conn.execute(
+        "SELECT * FROM pgdag.push_jobs(%s::jsonb)",
+        (json.dumps([{"id": holder, "func": "m.other", "unique_key": "k", "queue": "other"}]),),
+    )
+    wid = str(uuid.uuid4())
+    payload = {
+        "id": wid,
+        "name": "wf",
+        "steps": [
+            {"step_id": "a", "job": job_def(), "dependencies": []},
+            {"step_id": "b", "job": job_def(unique_key="k"), "dependencies": ["a"]},
+        ],
+    }
+    conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (json.dumps([payload]),))
+    complete(conn, claim(conn), advance_now=True)
+    assert steps(conn, wid)["b"] == ("pending", False, 0), "not linked to the holder's key"
+    conn.execute("SELECT pgdag.cancel_job(%s)", (holder,))
+    conn.execute("UPDATE pgdag.workflow_events SET available_at = now()")
+    assert advance(conn)[2] == 1
+    assert steps(conn, wid)["b"] == ("pending", True, 0)
+    assert set(claim(conn)) == {"b"}
+
+
 def test_a_retried_step_keeps_the_workflow_running(conn: psycopg.Connection) -> None:
     wid = push(conn, [("only", [])], max_attempts=2, retry={"backoff": 0, "jitter": 0})
     complete(conn, claim(conn), only="failed")

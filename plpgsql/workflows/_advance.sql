@@ -19,7 +19,8 @@
 --   dependents (aggregated: a 1,000-wide fan-in is one update of the join step);
 --   a "failed"/"cancelled" event: workflow -> failed (no further step starts);
 --   all steps succeeded: workflow -> completed;
---   steps whose remaining_deps reached 0 get their jobs (_enqueue_ready; with
+--   steps whose remaining_deps reached 0 in a workflow that goes on are linked to
+--   their job ids and get their jobs (_enqueue_ready; with
 --   p_slots > 0, up to p_slots of them are handed off to p_worker, claimed).
 -- Returns: advanced (workflows locked and advanced), deferred (workflows whose
 -- passed events were written to workflow_events instead), enqueued (jobs created),
@@ -49,9 +50,11 @@ AS $fn$
 DECLARE
     v_ids uuid[];
     v_rows tid[];
+    v_states text[];
     v_finished integer;
     v_ready_workflows uuid[];
     v_ready_steps text[];
+    v_ready_jobs jsonb[];
     v_whole uuid[];
 BEGIN
     advanced := 0;
@@ -61,12 +64,12 @@ BEGIN
     handed_workflows := '{}';
 
     -- lock: one key lookup per candidate, stopping after p_limit rows locked
-    SELECT array_agg(w.id), array_agg(w.ctid) INTO v_ids, v_rows
+    SELECT array_agg(w.id), array_agg(w.ctid), array_agg(w.state) INTO v_ids, v_rows, v_states
     FROM (
-        SELECT w.id, w.ctid
+        SELECT w.id, w.ctid, w.state
         FROM unnest(p_candidates) AS c(id)
         CROSS JOIN LATERAL (
-            SELECT w.id, w.ctid
+            SELECT w.id, w.ctid, w.state
             FROM {{schema}}.workflows AS w
             WHERE w.id = c.id
             FOR UPDATE SKIP LOCKED
@@ -109,8 +112,24 @@ BEGIN
             AS m(workflow_id, step_id, state)
         JOIN unnest(v_ids) AS l(id) ON l.id = m.workflow_id
     ),
+    tallies AS (
+        SELECT c.workflow_id,
+               (count(*) FILTER (WHERE c.state = 'succeeded'))::integer AS succeeded,
+               bool_or(c.state IN ('failed', 'cancelled')) AS failed
+        FROM consumed AS c
+        GROUP BY c.workflow_id
+    ),
+    -- a workflow still starts steps after this batch: it was pending or running,
+    -- and none of its events is a failure
+    going_on AS (
+        SELECT l.id
+        FROM unnest(v_ids, v_states) AS l(id, state)
+        JOIN tallies AS t ON t.workflow_id = l.id
+        WHERE l.state IN ('pending', 'running') AND NOT t.failed
+    ),
     decrements AS (
-        SELECT s.workflow_id, d.dependent, count(*)::integer AS n
+        SELECT s.workflow_id, d.dependent, count(*)::integer AS n,
+               EXISTS (SELECT FROM going_on AS o WHERE o.id = s.workflow_id) AS going_on
         FROM consumed AS c
         JOIN {{schema}}.workflow_steps AS s
             ON s.workflow_id = c.workflow_id AND s.step_id = c.step_id
@@ -118,19 +137,19 @@ BEGIN
         WHERE c.state = 'succeeded'
         GROUP BY s.workflow_id, d.dependent
     ),
+    -- the counters; a step whose last dependency just succeeded, in an open
+    -- workflow, is linked to its job here (its id is a function of the step; see
+    -- _enqueue_ready, which creates the job and unlinks it if that fails): one
+    -- update of the step row instead of two
     counted AS (
         UPDATE {{schema}}.workflow_steps AS t
-        SET remaining_deps = t.remaining_deps - d.n
+        SET remaining_deps = t.remaining_deps - d.n,
+            job_id = CASE WHEN t.remaining_deps = d.n AND d.going_on
+                          THEN md5(t.workflow_id::text || '/' || t.step_id)::uuid
+                          ELSE t.job_id END
         FROM decrements AS d
         WHERE t.workflow_id = d.workflow_id AND t.step_id = d.dependent
-        RETURNING t.workflow_id, t.step_id, t.remaining_deps
-    ),
-    tallies AS (
-        SELECT c.workflow_id,
-               (count(*) FILTER (WHERE c.state = 'succeeded'))::integer AS succeeded,
-               bool_or(c.state IN ('failed', 'cancelled')) AS failed
-        FROM consumed AS c
-        GROUP BY c.workflow_id
+        RETURNING t.workflow_id, t.step_id, t.job, t.remaining_deps = 0 AND d.going_on AS linked
     ),
     finished AS (
         UPDATE {{schema}}.workflows AS w
@@ -157,25 +176,19 @@ BEGIN
     SELECT
         (SELECT count(*) FILTER (WHERE f.state IN ('completed', 'failed'))::integer
          FROM finished AS f),
-        -- the steps whose last dependency just succeeded
-        ARRAY(SELECT c.workflow_id FROM counted AS c WHERE c.remaining_deps = 0),
-        ARRAY(SELECT c.step_id FROM counted AS c WHERE c.remaining_deps = 0),
+        -- the steps whose last dependency just succeeded, linked above
+        ARRAY(SELECT c.workflow_id FROM counted AS c WHERE c.linked),
+        ARRAY(SELECT c.step_id FROM counted AS c WHERE c.linked),
+        ARRAY(SELECT c.job FROM counted AS c WHERE c.linked),
         -- workflows to look at whole: a "look again" event (a step blocked by a
-        -- unique_key) or a nudge
+        -- unique_key) or a nudge; steps linked above are not looked at again
         ARRAY(SELECT DISTINCT c.workflow_id FROM consumed AS c WHERE c.step_id IS NULL)
-    INTO v_finished, v_ready_workflows, v_ready_steps, v_whole;
+    INTO v_finished, v_ready_workflows, v_ready_steps, v_ready_jobs, v_whole;
 
-    IF cardinality(v_whole) > 0 THEN  -- rare: leave their steps to the whole look
-        SELECT coalesce(array_agg(r.w), '{}'), coalesce(array_agg(r.s), '{}')
-        INTO v_ready_workflows, v_ready_steps
-        FROM unnest(v_ready_workflows, v_ready_steps) AS r(w, s)
-        WHERE NOT r.w = ANY (v_whole);
-    END IF;
-
-    -- advance: the steps that became ready
+    -- advance: the steps that became ready get their jobs
     SELECT e.created, e.handed, e.handed_workflows INTO enqueued, handed, handed_workflows
     FROM {{schema}}._enqueue_ready(
-        v_whole, p_now, v_ready_workflows, v_ready_steps,
+        v_whole, p_now, v_ready_workflows, v_ready_steps, v_ready_jobs,
         p_worker, p_queues, p_slots, p_lease_seconds
     ) AS e;
 

@@ -1,11 +1,14 @@
--- _enqueue_ready(p_ids, p_now, p_step_workflows, p_steps, p_worker, p_queues, p_slots,
--- p_lease_seconds): create the job of every ready step (remaining_deps = 0, no job
--- yet, workflow neither failed nor completed) among all the steps of the workflows
--- p_ids (a push, a re-push, a second look) and the steps named by
--- (p_step_workflows[i], p_steps[i]) (those advance_workflows saw reach remaining_deps
--- 0; none of them in a workflow of p_ids). Steps are found by primary key only.
+-- _enqueue_ready(p_ids, p_now, p_step_workflows, p_steps, p_step_jobs, p_worker,
+-- p_queues, p_slots, p_lease_seconds): create the jobs of ready steps:
+--   - every ready step (remaining_deps = 0, no job yet, workflow neither failed nor
+--     completed) among all the steps of the workflows p_ids (a push, a re-push, a
+--     second look), found by primary key prefix;
+--   - the steps (p_step_workflows[i], p_steps[i]) with definitions p_step_jobs[i]:
+--     those _advance saw reach remaining_deps 0 in a workflow that goes on, and
+--     already linked to their job ids (a step's job id is a function of the step;
+--     see migration 0008). Not looked up again.
 -- Hand-off: with p_slots > 0 (complete_and_claim_jobs, for a worker process that has
--- free slots), up to p_slots of the named steps' new jobs are created claimed by
+-- free slots), up to p_slots of the linked steps' new jobs are created claimed by
 -- p_worker, as claim_jobs would claim them, instead of being written as pending
 -- and claimed by a second update in the same transaction: only due jobs of the
 -- queues p_queues, and only where claim_jobs would take them next (no due job
@@ -16,16 +19,18 @@
 -- Transitions: step gets its job_id (state stays pending, as its job's; running
 -- with a handed-off job, which starts with attempts and claims 1, as claimed).
 -- A step whose job cannot be inserted because an unrelated unfinished job holds its
--- unique_key is not linked to that job: it stays ready and its workflow is looked at
--- again a second later (an event with available_at in the future).
+-- unique_key is not linked to that job (a linked one is unlinked): it stays ready
+-- and its workflow is looked at again a second later (an event with available_at
+-- in the future).
 -- Returns the number of jobs created, and the ids and workflows of those handed off
--- (handed[i] in handed_workflows[i]); notifies
--- <schema>.jobs once per queue that got pending due jobs.
+-- (handed[i] in handed_workflows[i]); notifies <schema>.jobs once per queue that got
+-- pending due jobs.
 CREATE OR REPLACE FUNCTION {{schema}}._enqueue_ready(
     p_ids uuid[],
     p_now timestamptz,
     p_step_workflows uuid[] DEFAULT '{}',
     p_steps text[] DEFAULT '{}',
+    p_step_jobs jsonb[] DEFAULT '{}',
     p_worker text DEFAULT NULL,
     p_queues text[] DEFAULT '{}',
     p_slots integer DEFAULT 0,
@@ -42,36 +47,29 @@ DECLARE
     v_ready integer;
     v_queues text[];
 BEGIN
-    -- found by key only: the steps of the workflows p_ids (primary key prefix), and
-    -- each named step (primary key). The two sets are disjoint (callers see to it).
+    -- the steps of the workflows p_ids by primary key prefix; the linked steps as
+    -- given (the two sets are disjoint: linked steps have a job id)
     WITH candidates AS (
-        SELECT s.workflow_id, s.step_id, s.job, false AS named
+        SELECT s.workflow_id, s.step_id, s.job, false AS linked
         FROM {{schema}}.workflow_steps AS s
         WHERE s.workflow_id = ANY (p_ids)
           AND s.job_id IS NULL AND s.remaining_deps = 0
         UNION ALL
-        SELECT s.workflow_id, s.step_id, s.job, true
-        FROM unnest(p_step_workflows, p_steps) AS k(workflow_id, step_id)
-        -- a primary-key lookup per named step, whatever the statistics say (OFFSET 0
-        -- keeps the subquery apart; joined plainly, a misestimate made the planner
-        -- scan the steps table and the names once per step)
-        CROSS JOIN LATERAL (
-            SELECT s.workflow_id, s.step_id, s.job, s.job_id, s.remaining_deps
-            FROM {{schema}}.workflow_steps AS s
-            WHERE s.workflow_id = k.workflow_id AND s.step_id = k.step_id
-            OFFSET 0
-        ) AS s
-        WHERE s.job_id IS NULL AND s.remaining_deps = 0
+        SELECT k.workflow_id, k.step_id, k.job, true
+        FROM unnest(p_step_workflows, p_steps, p_step_jobs) AS k(workflow_id, step_id, job)
     ),
     ready AS MATERIALIZED (
-        SELECT c.workflow_id, c.step_id, c.job, c.named,
+        SELECT c.workflow_id, c.step_id, c.job, c.linked,
                coalesce(c.job ->> 'queue', 'default') AS queue,
                coalesce((c.job ->> 'priority')::integer, 0) AS priority,
                greatest(coalesce((c.job ->> 'scheduled_at')::timestamptz, p_now), p_now)
                    AS scheduled_at
         FROM candidates AS c
-        -- a key lookup per ready step (as a join, the planner may scan all workflows)
-        WHERE (SELECT w.state FROM {{schema}}.workflows AS w WHERE w.id = c.workflow_id)
+        -- linked steps are in workflows that go on (_advance saw to it); for the
+        -- others, a key lookup per ready step (as a join, the planner may scan all
+        -- workflows)
+        WHERE c.linked
+           OR (SELECT w.state FROM {{schema}}.workflows AS w WHERE w.id = c.workflow_id)
               IN ('pending', 'running')
     ),
     -- per queue of p_queues with ready steps: the job claim_jobs would take next
@@ -79,7 +77,7 @@ BEGIN
     waiting AS (
         SELECT q.queue, x.priority, x.scheduled_at
         FROM (SELECT DISTINCT r.queue FROM ready AS r
-              WHERE p_slots > 0 AND r.named AND r.queue = ANY (p_queues)) AS q
+              WHERE p_slots > 0 AND r.linked AND r.queue = ANY (p_queues)) AS q
         LEFT JOIN LATERAL (
             SELECT c.priority, c.scheduled_at
             FROM {{schema}}.jobs AS c
@@ -88,14 +86,14 @@ BEGIN
             LIMIT 1
         ) AS x ON true
     ),
-    -- the steps handed off: named steps only (they have dependencies, so their
+    -- the steps handed off: linked steps only (they have dependencies, so their
     -- workflow is running already), due, and ahead of every job waiting in their
     -- queue
     handoff AS (
         SELECT r.workflow_id, r.step_id
         FROM ready AS r
         JOIN waiting AS w ON w.queue = r.queue
-        WHERE r.named AND r.scheduled_at <= p_now
+        WHERE r.linked AND r.scheduled_at <= p_now
           AND (w.priority IS NULL OR r.priority > w.priority
                OR (r.priority = w.priority AND w.scheduled_at > p_now))
         ORDER BY r.priority DESC, r.workflow_id, r.step_id
@@ -137,13 +135,16 @@ BEGIN
         ON CONFLICT DO NOTHING
         RETURNING id, workflow_id, step_id, queue, scheduled_at, state
     ),
+    -- link the others; a handed-off step starts running
     linked AS (
         UPDATE {{schema}}.workflow_steps AS s
         SET job_id = c.id,
             state = c.state,
             started_at = CASE WHEN c.state = 'running' THEN p_now END
         FROM inserted AS c
-        WHERE s.workflow_id = c.workflow_id AND s.step_id = c.step_id
+        JOIN ready AS r ON r.workflow_id = c.workflow_id AND r.step_id = c.step_id
+        WHERE (NOT r.linked OR c.state = 'running')
+          AND s.workflow_id = c.workflow_id AND s.step_id = c.step_id
     )
     SELECT (SELECT count(*) FROM ready)::integer, count(*)::integer,
            coalesce(array_agg(c.id) FILTER (WHERE c.state = 'running'), '{}'),
@@ -156,7 +157,13 @@ BEGIN
     PERFORM pg_notify({{schema_literal}} || '.jobs', q) FROM unnest(v_queues) AS q;
 
     IF created < v_ready THEN
-        -- blocked by a unique_key held elsewhere: look again later
+        -- blocked by a unique_key held elsewhere: a linked step is unlinked, and
+        -- the workflow is looked at again later
+        UPDATE {{schema}}.workflow_steps AS s
+        SET job_id = NULL
+        FROM unnest(p_step_workflows, p_steps) AS k(workflow_id, step_id)
+        WHERE s.workflow_id = k.workflow_id AND s.step_id = k.step_id
+          AND NOT EXISTS (SELECT FROM {{schema}}.jobs AS j WHERE j.id = s.job_id);
         INSERT INTO {{schema}}.workflow_events (workflow_id, available_at)
         SELECT DISTINCT s.workflow_id, p_now + interval '1 second'
         FROM {{schema}}.workflow_steps AS s
