@@ -213,6 +213,7 @@ class Child:
                 if claimed:
                     await asyncio.sleep(0)  # let the jobs start before claiming more
                     continue
+            filling = False  # a new round starts at half the slots free again
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), config.poll_interval)
             if not self._wake.is_set():

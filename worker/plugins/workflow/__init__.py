@@ -2,10 +2,12 @@
 
 Build a :class:`Workflow` (or a :class:`Sequence`), push it with
 :meth:`WorkflowPlugin.push`, and let the worker pool run it: when a step's job
-finishes, the process that completed it calls ``advance_workflows`` (PL/pgSQL,
-``FOR UPDATE SKIP LOCKED``, up to ``max_workflows_per_run`` workflows a call),
-which decides what runs next. :class:`WorkflowPlugin` adds a safety sweep every
-``polling_interval`` seconds and pruning of finished workflows.
+finishes, the call that records its completion (``complete_jobs``, PL/pgSQL)
+advances its workflow in the same transaction (``FOR UPDATE SKIP LOCKED``, up to
+``max_workflows_per_run`` workflows a call) and so decides what runs next; a
+workflow another process held locked is advanced by ``advance_workflows`` when
+the worker processes are notified. :class:`WorkflowPlugin` adds a safety sweep
+every ``polling_interval`` seconds and pruning of finished workflows.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Calling ``advance_workflows`` until nothing is due.
 
-Used by worker processes right after they complete workflow steps (so a
-chain's next step starts within milliseconds), when notified on
-``<schema>.workflows``, and by ``WorkflowPlugin.run`` as the safety sweep.
+Used by worker processes when notified on ``<schema>.workflows`` (a completion
+found its workflow locked by another process and left the finished steps in
+``workflow_events``), and by ``WorkflowPlugin.run`` as the safety sweep. The
+common case never comes here: ``complete_jobs`` advances the workflows of the
+steps it finishes in its own transaction.
 """
 
 from __future__ import annotations
