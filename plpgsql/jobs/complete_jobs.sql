@@ -20,8 +20,9 @@
 -- batch, or p_workflow_batch 0) are written to workflow_events and it notifies
 -- <schema>.workflows, so that a worker process advances them (advance_workflows)
 -- once this transaction is visible. With p_slots > 0, up to p_slots of the steps
--- that advancement makes ready are handed off to p_worker, already claimed (see
--- _enqueue_ready: only where claim_jobs would take them next, from p_queues).
+-- that advancement makes ready (due, of the queues p_queues) are handed off to
+-- p_worker, already claimed (see _enqueue_ready). Give slots only when no due job
+-- waits in p_queues, as complete_and_claim_jobs does: the claim order is kept.
 -- Returns the jobs it changed with their new state and workflow, and the jobs it
 -- handed off (state running); notifies <schema>.done once when it changed any job.
 CREATE OR REPLACE FUNCTION {{schema}}.complete_jobs(

@@ -11,9 +11,10 @@
 -- free slots), up to p_slots of the linked steps' new jobs are created claimed by
 -- p_worker, as claim_jobs would claim them, instead of being written as pending
 -- and claimed by a second update in the same transaction: only due jobs of the
--- queues p_queues, and only where claim_jobs would take them next (no due job
--- waits in their queue at their priority or better), so the claim order
--- (priority, then first due) is kept.
+-- queues p_queues, best priority first. The caller passes slots only when no due
+-- job waits in p_queues (its claim_jobs call in the same transaction came back
+-- short): these jobs are then the ones claim_jobs would take next, so the claim
+-- order (priority, then first due) is kept.
 -- Callers hold the rows of those workflows locked (push_workflows, _advance).
 -- Locks: the new job rows and the steps it links to them.
 -- Transitions: step gets its job_id (state stays pending, as its job's; running
@@ -72,30 +73,15 @@ BEGIN
            OR (SELECT w.state FROM {{schema}}.workflows AS w WHERE w.id = c.workflow_id)
               IN ('pending', 'running')
     ),
-    -- per queue of p_queues with ready steps: the job claim_jobs would take next
-    -- there (one probe of jobs_claimable: the best priority, then first due)
-    waiting AS (
-        SELECT q.queue, x.priority, x.scheduled_at
-        FROM (SELECT DISTINCT r.queue FROM ready AS r
-              WHERE p_slots > 0 AND r.linked AND r.queue = ANY (p_queues)) AS q
-        LEFT JOIN LATERAL (
-            SELECT c.priority, c.scheduled_at
-            FROM {{schema}}.jobs AS c
-            WHERE c.state IN ('pending', 'retrying') AND c.queue = q.queue
-            ORDER BY c.priority DESC, c.scheduled_at
-            LIMIT 1
-        ) AS x ON true
-    ),
     -- the steps handed off: linked steps only (they have dependencies, so their
-    -- workflow is running already), due, and ahead of every job waiting in their
-    -- queue
+    -- workflow is running already), due, of the worker's queues; the best
+    -- priority first. The caller gives slots only when no due job waits in those
+    -- queues (its claim just now came back short), so the claim order is kept.
     handoff AS (
         SELECT r.workflow_id, r.step_id
         FROM ready AS r
-        JOIN waiting AS w ON w.queue = r.queue
-        WHERE r.linked AND r.scheduled_at <= p_now
-          AND (w.priority IS NULL OR r.priority > w.priority
-               OR (r.priority = w.priority AND w.scheduled_at > p_now))
+        WHERE p_slots > 0 AND r.linked AND r.scheduled_at <= p_now
+          AND r.queue = ANY (p_queues)
         ORDER BY r.priority DESC, r.workflow_id, r.step_id
         LIMIT greatest(p_slots, 0)
     ),
