@@ -1,8 +1,9 @@
 """One worker process: claim, run, complete, in a loop.
 
-- **Claiming** asks for the free slots, a quarter of them per call (going on
-  while each call gets all it asked for), when at least half the slots are free
-  (or none is busy), and only while the queues
+- **Claiming** asks for a quarter of the slots first and, when that came back
+  full, a few milliseconds later for all the free ones (a burst is shared with
+  the other processes, notified at the same moment), when at least half the
+  slots are free (or none is busy), and only while the queues
   may hold due work: after a short claim, the process waits for a notification
   on ``<schema>.jobs`` or the poll interval.
 - **Completing**: outcomes accumulate while a flush is in flight and go in one
@@ -50,6 +51,10 @@ log = logging.getLogger("pgdag.worker")
 
 EXIT_REPLACE = 75  # "replace me": a sync job had to be abandoned
 EXIT_STARTUP_FAILED = 76  # importing --import modules or connecting failed
+# After a first claim of a quarter of the slots came back full: the pause before
+# claiming the rest, in which the other processes (woken by the same NOTIFY, a
+# round trip away) claim their share of a burst.
+_SHARE_PAUSE = 0.003
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,9 @@ class Child:
         self._advance_wanted = asyncio.Event()
         self._closing = False  # the completer sends what is left, then returns
         self._threshold = max(1, config.concurrency // 2)
-        # a claim takes at most a quarter of the slots, then lets the jobs start
-        # before claiming more: work that arrives at once (a push) is shared with
-        # the other processes, which were notified at the same moment, instead of
+        # a round of claims starts with a quarter of the slots, then pauses before
+        # taking the rest: work that arrives at once (a push) is shared with the
+        # other processes, which were notified at the same moment, instead of
         # going whole to the first one awake (which then hands each step's
         # successor to itself: 50 chains ran in one process, the other idle)
         self._claim_batch = max(1, -(-config.concurrency // 4))
@@ -195,7 +200,7 @@ class Child:
             start = free >= self._threshold or idle or filling
             if self._may_have_work and free > 0 and start:
                 notices = self._notices
-                ask = min(free, self._claim_batch)
+                ask = free if filling else min(free, self._claim_batch)
                 self._reserved += ask
                 try:
                     async with self.pools["claim"].connection() as conn:
@@ -209,7 +214,12 @@ class Child:
                 finally:
                     self._reserved -= ask
                 self._start(claimed, ask, notices)
-                filling = len(claimed) == ask
+                full = len(claimed) == ask
+                if full and not filling:
+                    # a burst: leave the other processes, notified at the same
+                    # moment, time to claim their share before taking the rest
+                    await asyncio.sleep(_SHARE_PAUSE)
+                filling = full
                 if claimed:
                     await asyncio.sleep(0)  # let the jobs start before claiming more
                     continue
