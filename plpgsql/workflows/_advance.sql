@@ -145,7 +145,7 @@ BEGIN
         UPDATE {{schema}}.workflow_steps AS t
         SET remaining_deps = t.remaining_deps - d.n,
             job_id = CASE WHEN t.remaining_deps = d.n AND d.going_on
-                          THEN md5(t.workflow_id::text || '/' || t.step_id)::uuid
+                          THEN {{schema}}._step_job_id(t.workflow_id, t.step_id)
                           ELSE t.job_id END
         FROM decrements AS d
         WHERE t.workflow_id = d.workflow_id AND t.step_id = d.dependent

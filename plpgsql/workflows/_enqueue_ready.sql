@@ -94,8 +94,8 @@ BEGIN
         )
         SELECT
             -- the step's job id is a function of the step: with the primary key, at
-            -- most one job per step (migration 0008; its CHECK spells the same)
-            md5(r.workflow_id::text || '/' || r.step_id)::uuid,
+            -- most one job per step
+            {{schema}}._step_job_id(r.workflow_id, r.step_id),
             r.job ->> 'func', r.queue,
             coalesce(r.job -> 'kwargs', '{}'), coalesce(r.job -> 'meta', '{}'),
             r.priority,
