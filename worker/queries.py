@@ -181,9 +181,7 @@ class Queries:
         return row[0] if row else None
 
     async def jobs(self, conn: AsyncConnection, ids: list[UUID]) -> list[dict[str, Any]]:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(self.get_jobs, (ids,))
-            return await cur.fetchall()
+        return await _dicts(conn, self.get_jobs, (ids,))
 
     async def states(self, conn: AsyncConnection, ids: list[UUID]) -> dict[UUID, str]:
         cur = await conn.execute(self.job_states, (ids,))
@@ -230,11 +228,8 @@ class Queries:
         ids: list[UUID] | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                self.fetch_workflows_query, {"states": states, "ids": ids, "limit": limit}
-            )
-            return await cur.fetchall()
+        params = {"states": states, "ids": ids, "limit": limit}
+        return await _dicts(conn, self.fetch_workflows_query, params)
 
     async def workflow_states(self, conn: AsyncConnection, ids: list[UUID]) -> dict[UUID, str]:
         cur = await conn.execute(self.workflow_states_query, (ids,))
@@ -282,15 +277,11 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """Workflows without their steps, newest first, starting after ``before``."""
         params = {"states": states, "name": name, "limit": limit, **_keyset(before)}
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(self.api_list_workflows, params)
-            return await cur.fetchall()
+        return await _dicts(conn, self.api_list_workflows, params)
 
     async def workflow(self, conn: AsyncConnection, workflow_id: UUID) -> dict[str, Any] | None:
         """One workflow with its steps (and their jobs' attempts and errors)."""
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(self.api_workflow, (workflow_id,))
-            return await cur.fetchone()
+        return await _dict(conn, self.api_workflow, (workflow_id,))
 
     async def list_jobs(
         self,
@@ -303,15 +294,11 @@ class Queries:
     ) -> list[dict[str, Any]]:
         """Jobs without kwargs, result or errors, newest first, starting after ``before``."""
         params = {"states": states, "queues": queues, "limit": limit, **_keyset(before)}
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(self.api_list_jobs, params)
-            return await cur.fetchall()
+        return await _dicts(conn, self.api_list_jobs, params)
 
     async def job(self, conn: AsyncConnection, job_id: UUID) -> dict[str, Any] | None:
         """One job, everything stored about it but its claim and retry settings."""
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(self.api_job, (job_id,))
-            return await cur.fetchone()
+        return await _dict(conn, self.api_job, (job_id,))
 
     async def job_counts(self, conn: AsyncConnection) -> list[tuple[str, str, int]]:
         """(queue, state, number of jobs) for every pair that has jobs."""
@@ -322,3 +309,17 @@ class Queries:
 def _keyset(before: tuple[datetime, UUID] | None) -> dict[str, Any]:
     at, key = before if before is not None else (None, None)
     return {"before_at": at, "before_id": key}
+
+
+async def _dicts(conn: AsyncConnection, query: sql.Composable, params: Any) -> list[dict[str, Any]]:
+    """The rows of ``query`` as dicts (column -> value)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def _dict(conn: AsyncConnection, query: sql.Composable, params: Any) -> dict[str, Any] | None:
+    """The first row of ``query`` as a dict (column -> value), or None."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchone()
