@@ -110,76 +110,64 @@ def median(
 # -- targets -------------------------------------------------------------------------
 
 
+def _target(
+    target: str,
+    value: float | None,
+    shown: Callable[[float], str],
+    result: Callable[[float], str],
+) -> dict[str, Any]:
+    """One judged target: "n/a" where its figure was not measured."""
+    if value is None:
+        return {"target": target, "measured": "n/a", "value": None, "result": "n/a"}
+    return {"target": target, "measured": shown(value), "value": value, "result": result(value)}
+
+
 def targets(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets for pgdag, judged on the medians (reported, never asserted)."""
-    found = []
-
     pgdag = median(summary, "workload", "diamond", PGDAG, "steps_per_s")
     chancy = median(summary, "workload", "diamond", FASTEST, "steps_per_s")
-    ratio = pgdag / chancy if pgdag and chancy else None
-    found.append(
-        {
-            "target": "diamonds >= 40x chancy at its fastest settings (20x at the very least)",
-            "measured": f"{ratio:,.1f}x" if ratio else "n/a",
-            "value": ratio,
-            "result": (
-                "n/a"
-                if ratio is None
-                else "pass"
-                if ratio >= 40
-                else "minimum only"
-                if ratio >= 20
-                else "fail"
-            ),
-        }
-    )
-
-    hop = median(summary, "workload", "chain", PGDAG, "job_hop_ms_p50")
-    found.append(
-        {
-            "target": "chain hop p50 <= 5 ms",
-            "measured": f"{hop:.1f} ms" if hop is not None else "n/a",
-            "value": hop,
-            "result": "n/a" if hop is None else "pass" if hop <= 5 else "fail",
-        }
-    )
-
     drain = median(summary, "workload", "noop", PGDAG, "drain_jobs_per_s")
     ceiling = median(summary, "ceiling", "ceiling", SQL, "steps_per_s")
-    share = drain / ceiling if drain and ceiling else None
-    found.append(
-        {
-            "target": ">= 1/3 of the bare SQL ceiling for no-op jobs",
-            "measured": f"{share:.0%} of the ceiling" if share else "n/a",
-            "value": share,
-            "result": "n/a" if share is None else "pass" if share >= 1 / 3 else "fail",
-        }
-    )
 
     scale = [e for e in summary if e["section"] == "scale" and "steps_per_s" in e["metrics"]]
     base = next((e for e in scale if e["workload"] == "idle 0"), None)
     others = [e for e in scale if e is not base]
-    target = "diamonds flat against idle running workflows (within 10%)"
-    if base is not None and others:
+    changes: dict[str, float] = {}
+    if base is not None:
         reference = base["metrics"]["steps_per_s"]["median"]
         changes = {
             e["workload"].removeprefix("idle "): e["metrics"]["steps_per_s"]["median"] / reference
             - 1
             for e in others
         }
-        worst = min(changes.values())
-        found.append(
-            {
-                "target": target,
-                "measured": ", ".join(f"{k}: {v:+.0%}" for k, v in changes.items()),
-                "value": worst,
-                # slower by more than 10% fails; faster is noise, not a cost
-                "result": "pass" if worst >= -0.10 else "fail",
-            }
-        )
-    else:
-        found.append({"target": target, "measured": "n/a", "value": None, "result": "n/a"})
-    return found
+
+    return [
+        _target(
+            "diamonds >= 40x chancy at its fastest settings (20x at the very least)",
+            pgdag / chancy if pgdag and chancy else None,
+            lambda ratio: f"{ratio:,.1f}x",
+            lambda ratio: "pass" if ratio >= 40 else "minimum only" if ratio >= 20 else "fail",
+        ),
+        _target(
+            "chain hop p50 <= 5 ms",
+            median(summary, "workload", "chain", PGDAG, "job_hop_ms_p50"),
+            lambda hop: f"{hop:.1f} ms",
+            lambda hop: "pass" if hop <= 5 else "fail",
+        ),
+        _target(
+            ">= 1/3 of the bare SQL ceiling for no-op jobs",
+            drain / ceiling if drain and ceiling else None,
+            lambda share: f"{share:.0%} of the ceiling",
+            lambda share: "pass" if share >= 1 / 3 else "fail",
+        ),
+        _target(
+            "diamonds flat against idle running workflows (within 10%)",
+            min(changes.values()) if changes else None,
+            lambda _: ", ".join(f"{k}: {v:+.0%}" for k, v in changes.items()),
+            # slower by more than 10% fails; faster is noise, not a cost
+            lambda worst: "pass" if worst >= -0.10 else "fail",
+        ),
+    ]
 
 
 # -- tables ----------------------------------------------------------------------------
