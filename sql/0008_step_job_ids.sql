@@ -1,6 +1,6 @@
 -- 0008: a workflow step's job id is a function of its workflow and step,
 --   md5(workflow_id::text || '/' || step_id)::uuid
--- (the CHECK below and the function _step_job_id spell the same). With the primary
+-- (the CHECK below and _enqueue_ready spell the same expression). With the primary
 -- key that makes "each step's job is enqueued exactly once" a constraint without a
 -- second unique index: jobs_one_per_workflow_step took an index insert at each of
 -- the three writes of a step's job (enqueue, claim, completion), none of which can
