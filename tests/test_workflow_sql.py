@@ -140,6 +140,32 @@ def test_completion_advances_its_workflows_in_the_same_transaction(
     assert workflow(conn, wid) == ("completed", 4, 4)
 
 
+def test_steps_made_ready_together_are_claimed_workflow_by_workflow(
+    conn: psycopg.Connection,
+) -> None:
+    # the middle steps of 20 diamonds become due at one moment; their job ids are
+    # hashes, yet each claim of two takes both middle steps of one workflow (so
+    # that one process completes them, usually in one batch)
+    wids = {push(conn, DIAMOND) for _ in range(20)}
+    tops = conn.execute("SELECT id, claims FROM pgdag.claim_jobs(%s, %s, 100, 60)", (W, ["default"]))
+    done = [{"id": str(i), "claims": c, "outcome": "succeeded"} for i, c in tops.fetchall()]
+    assert len(done) == 20
+    conn.execute("SELECT FROM pgdag.complete_jobs(%s, %s::jsonb)", (W, json.dumps(done)))
+    due = conn.execute("SELECT count(DISTINCT scheduled_at) FROM pgdag.jobs WHERE state = 'pending'")
+    assert due.fetchone() == (1,)
+    seen = set()
+    for _ in wids:
+        rows = conn.execute(
+            "SELECT j.workflow_id, j.step_id FROM pgdag.claim_jobs(%s, %s, 2, 60) AS c "
+            "JOIN pgdag.jobs AS j ON j.id = c.id",
+            (W, ["default"]),
+        ).fetchall()
+        assert len({w for w, _ in rows}) == 1, rows
+        assert sorted(s for _, s in rows) == ["left", "right"]
+        seen.add(str(rows[0][0]))
+    assert seen == wids
+
+
 def test_complete_and_claim_takes_the_next_step_in_the_same_transaction(
     conn: psycopg.Connection,
 ) -> None:

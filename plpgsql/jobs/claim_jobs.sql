@@ -1,5 +1,6 @@
 -- claim_jobs(p_worker, p_queues, p_limit, p_lease_seconds, p_now): take up to
--- p_limit due jobs of the given queues, highest priority first, then first due.
+-- p_limit due jobs of the given queues, highest priority first, then first due; jobs
+-- due at the same moment go workflow by workflow (see sql/0009), then by id.
 -- Reads the due jobs of each priority that has waiting jobs, never the jobs
 -- scheduled for later (at most one statement per such priority).
 -- Locks: the claimed rows (FOR UPDATE SKIP LOCKED: claimers never wait on each other),
@@ -60,17 +61,17 @@ BEGIN
             SELECT c.ctid
             FROM unnest(v_queues) AS q(queue)
             CROSS JOIN LATERAL (
-                SELECT c.ctid, c.scheduled_at, c.id
+                SELECT c.ctid, c.scheduled_at, c.workflow_id, c.id
                 FROM {{schema}}.jobs AS c
                 WHERE c.state IN ('pending', 'retrying')
                   AND c.queue = q.queue
                   AND c.priority = v_priority
                   AND c.scheduled_at <= p_now
-                ORDER BY c.scheduled_at, c.id
+                ORDER BY c.scheduled_at, c.workflow_id, c.id
                 LIMIT v_left
                 FOR UPDATE SKIP LOCKED
             ) AS c
-            ORDER BY c.scheduled_at, c.id
+            ORDER BY c.scheduled_at, c.workflow_id, c.id
             LIMIT v_left
         ),
         claimed AS (
