@@ -147,11 +147,15 @@ def test_steps_made_ready_together_are_claimed_workflow_by_workflow(
     # hashes, yet each claim of two takes both middle steps of one workflow (so
     # that one process completes them, usually in one batch)
     wids = {push(conn, DIAMOND) for _ in range(20)}
-    tops = conn.execute("SELECT id, claims FROM pgdag.claim_jobs(%s, %s, 100, 60)", (W, ["default"]))
+    tops = conn.execute(
+        "SELECT id, claims FROM pgdag.claim_jobs(%s, %s, 100, 60)", (W, ["default"])
+    )
     done = [{"id": str(i), "claims": c, "outcome": "succeeded"} for i, c in tops.fetchall()]
     assert len(done) == 20
     conn.execute("SELECT FROM pgdag.complete_jobs(%s, %s::jsonb)", (W, json.dumps(done)))
-    due = conn.execute("SELECT count(DISTINCT scheduled_at) FROM pgdag.jobs WHERE state = 'pending'")
+    due = conn.execute(
+        "SELECT count(DISTINCT scheduled_at) FROM pgdag.jobs WHERE state = 'pending'"
+    )
     assert due.fetchone() == (1,)
     seen = set()
     for _ in wids:
