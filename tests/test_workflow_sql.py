@@ -20,12 +20,16 @@ def job_def(func: str = "m.f", **extra: Any) -> dict[str, Any]:
     return {"func": func, "kwargs": {}, "queue": "default", **extra}
 
 
+def step(step_id: str, deps: list[str], **job: Any) -> dict[str, Any]:
+    return {"step_id": step_id, "job": job_def(**job), "dependencies": deps}
+
+
 def push(conn: psycopg.Connection, steps: list[tuple[str, list[str]]], **job: Any) -> str:
     wid = str(uuid.uuid4())
     payload = {
         "id": wid,
         "name": "wf",
-        "steps": [{"step_id": s, "job": job_def(**job), "dependencies": deps} for s, deps in steps],
+        "steps": [step(s, deps, **job) for s, deps in steps],
     }
     conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (json.dumps([payload]),))
     return wid
@@ -316,6 +320,22 @@ def test_unknown_dependency_is_refused_by_the_database_too(conn: psycopg.Connect
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match="depends on unknown step zz"):
         push(conn, [("a", ["zz"])])
     assert conn.execute("SELECT count(*) FROM pgdag.workflows").fetchone() == (0,)
+    # in a batch, after a good workflow; and in a re-push of a workflow that exists
+    good = {"id": str(uuid.uuid4()), "name": "good", "steps": [step("a", [])]}
+    bad = {"id": str(uuid.uuid4()), "name": "bad", "steps": [step("a", []), step("b", ["c"])]}
+    call = "SELECT pgdag.push_workflows(%s::jsonb)"
+    with pytest.raises(
+        psycopg.errors.ForeignKeyViolation, match="workflow bad: a step depends on unknown step c"
+    ):
+        conn.execute(call, (json.dumps([good, bad]),))
+    assert conn.execute("SELECT count(*) FROM pgdag.workflow_steps").fetchone() == (0,)
+    conn.execute(call, (json.dumps([good]),))
+    good["steps"].append(step("b", ["x"]))
+    with pytest.raises(
+        psycopg.errors.ForeignKeyViolation, match="workflow good: a step depends on unknown step x"
+    ):
+        conn.execute(call, (json.dumps([good]),))
+    assert conn.execute("SELECT count(*) FROM pgdag.workflow_steps").fetchone() == (1,)
 
 
 def test_repush_adds_steps_and_never_reruns_those_with_jobs(conn: psycopg.Connection) -> None:

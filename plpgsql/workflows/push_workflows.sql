@@ -21,31 +21,11 @@ AS $fn$
 DECLARE
     v_new uuid[];
     v_missing record;
+    v_root_workflows uuid[];
+    v_root_steps text[];
+    v_root_jobs jsonb[];
+    v_unmatched bigint;
 BEGIN
-    -- an unknown dependency would leave its step waiting forever (checked on the
-    -- input, hashed: nothing is written when it fails)
-    SELECT x.wid, x.name, x.dep INTO v_missing
-    FROM (
-        SELECT (w ->> 'id') AS wid, w ->> 'name' AS name, d.dep
-        FROM jsonb_array_elements(p_workflows) AS w
-        CROSS JOIN LATERAL jsonb_array_elements(w -> 'steps') AS s(e)
-        CROSS JOIN LATERAL jsonb_array_elements_text(s.e -> 'dependencies') AS d(dep)
-        EXCEPT
-        SELECT (w ->> 'id'), w ->> 'name', s.e ->> 'step_id'
-        FROM jsonb_array_elements(p_workflows) AS w
-        CROSS JOIN LATERAL jsonb_array_elements(w -> 'steps') AS s(e)
-    ) AS x
-    WHERE NOT EXISTS (  -- a step an existing workflow already has is known too
-        SELECT 1 FROM {{schema}}.workflow_steps AS k
-        WHERE k.workflow_id = x.wid::uuid AND k.step_id = x.dep
-    )
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'workflow %: a step depends on unknown step %', v_missing.name,
-            v_missing.dep
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-
     WITH input AS (
         SELECT (w ->> 'id')::uuid AS id, w ->> 'name' AS name,
                jsonb_array_length(w -> 'steps') AS total
@@ -78,17 +58,65 @@ BEGIN
         FROM input AS i
         CROSS JOIN LATERAL unnest(i.deps) AS d(dep)
         GROUP BY i.wid, d.dep
+    ),
+    -- root steps are linked to their job ids as they are written (a step's job id is
+    -- a function of the step), and handed to _enqueue_ready as such: no second
+    -- look-up and update of each root step
+    roots AS (
+        INSERT INTO {{schema}}.workflow_steps (
+            workflow_id, step_id, position, job, dependencies, dependents, remaining_deps,
+            job_id
+        )
+        SELECT i.wid, i.step_id, i.ord, i.job, i.deps, coalesce(r.dependents, '{}'),
+               cardinality(i.deps),
+               CASE WHEN cardinality(i.deps) = 0
+                    THEN {{schema}}._step_job_id(i.wid, i.step_id) END
+        FROM input AS i
+        LEFT JOIN reverse_edges AS r ON r.wid = i.wid AND r.dep = i.step_id
+        RETURNING workflow_id, step_id, job, job_id IS NOT NULL AS root,
+                  cardinality(dependencies) AS dependencies,
+                  cardinality(dependents) AS dependents
     )
-    INSERT INTO {{schema}}.workflow_steps (
-        workflow_id, step_id, position, job, dependencies, dependents, remaining_deps
-    )
-    SELECT i.wid, i.step_id, i.ord, i.job, i.deps, coalesce(r.dependents, '{}'),
-           cardinality(i.deps)
-    FROM input AS i
-    LEFT JOIN reverse_edges AS r ON r.wid = i.wid AND r.dep = i.step_id;
+    SELECT array_agg(t.workflow_id) FILTER (WHERE t.root),
+           array_agg(t.step_id) FILTER (WHERE t.root),
+           array_agg(t.job) FILTER (WHERE t.root),
+           -- each edge to a known step is one entry in that step's dependents
+           coalesce(sum(t.dependencies) - sum(t.dependents), 0)
+    INTO v_root_workflows, v_root_steps, v_root_jobs, v_unmatched
+    FROM roots AS t;
 
-    IF v_new IS NOT NULL THEN
-        PERFORM {{schema}}._enqueue_ready(v_new, p_now);
+    IF v_unmatched > 0 OR cardinality(coalesce(v_new, '{}')) < jsonb_array_length(p_workflows)
+    THEN
+        -- an unknown dependency would leave its step waiting forever. Looked for in
+        -- the input (hashed) when a workflow existed already or when the new steps'
+        -- edges do not add up: the exception undoes what this call wrote.
+        SELECT x.wid, x.name, x.dep INTO v_missing
+        FROM (
+            SELECT (w ->> 'id') AS wid, w ->> 'name' AS name, d.dep
+            FROM jsonb_array_elements(p_workflows) AS w
+            CROSS JOIN LATERAL jsonb_array_elements(w -> 'steps') AS s(e)
+            CROSS JOIN LATERAL jsonb_array_elements_text(s.e -> 'dependencies') AS d(dep)
+            EXCEPT
+            SELECT (w ->> 'id'), w ->> 'name', s.e ->> 'step_id'
+            FROM jsonb_array_elements(p_workflows) AS w
+            CROSS JOIN LATERAL jsonb_array_elements(w -> 'steps') AS s(e)
+        ) AS x
+        WHERE NOT EXISTS (  -- a step an existing workflow already has is known too
+            SELECT 1 FROM {{schema}}.workflow_steps AS k
+            WHERE k.workflow_id = x.wid::uuid AND k.step_id = x.dep
+        )
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'workflow %: a step depends on unknown step %', v_missing.name,
+                v_missing.dep
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+    END IF;
+
+    IF v_root_workflows IS NOT NULL THEN
+        PERFORM {{schema}}._enqueue_ready(
+            '{}', p_now, v_root_workflows, v_root_steps, v_root_jobs
+        );
     END IF;
 
     -- workflows that existed: updated one by one
