@@ -6,8 +6,8 @@
 -- An outcome applies only while the job is still running under that same claim
 -- (same worker, same claims count): a stale, duplicate or post-cancel completion
 -- changes nothing.
--- Locks: the completed rows (FOR UPDATE before deciding, so a concurrent change
--- of the row, e.g. a recovery and a new claim, is seen).
+-- Locks: the completed rows (the UPDATE decides on the newest version of each row,
+-- so a concurrent change, e.g. a recovery and a new claim, is seen).
 -- Transitions: running -> succeeded; running -> retrying (failed/timeout, attempts
 -- left, scheduled_at = now + min(limit, backoff * factor^(attempt-1)) +- jitter) or
 -- failed (none left); running -> cancelled
@@ -45,11 +45,6 @@ SET enable_seqscan = off
 SET jit = off
 AS $fn$
 DECLARE
-    v_rows tid[];
-    v_decided text[];
-    v_outcomes text[];
-    v_results jsonb[];
-    v_errors jsonb[];
     v_ids uuid[];
     v_states text[];
     v_workflows uuid[];
@@ -60,56 +55,37 @@ DECLARE
     v_handed uuid[];
     v_handed_workflows uuid[];
 BEGIN
-    -- decide: lock each outcome's job by primary key, then check and decide on its
-    -- newest version. Locked before deciding, not only in the UPDATE below: a row
-    -- changed meanwhile (recovered and claimed again, cancel requested) is then
-    -- decided on what it is now, where the UPDATE alone would recheck only its own
-    -- WHERE. The checks stay outside the locking subquery (OFFSET 0 keeps them
-    -- there): inside, they let the planner look the id up in jobs_running_lease,
-    -- which statistics taken while no job ran call empty, a scan of every running
-    -- job per outcome. A job that is no longer ours stays locked until we commit.
-    SELECT array_agg(c.ctid),
-           array_agg(CASE
-               WHEN o.outcome = 'succeeded' THEN 'succeeded'
-               WHEN o.outcome = 'cancelled' OR c.cancel_requested THEN 'cancelled'
-               WHEN o.outcome = 'released' THEN 'pending'
-               WHEN o.outcome IN ('failed', 'timeout') THEN
-                   CASE WHEN c.attempts >= c.max_attempts THEN 'failed' ELSE 'retrying' END
-           END),
-           array_agg(o.outcome), array_agg(o.result), array_agg(o.error)
-    INTO v_rows, v_decided, v_outcomes, v_results, v_errors
-    FROM jsonb_to_recordset(p_outcomes) AS o(
-        id uuid, claims integer, outcome text, result jsonb, error jsonb
-    )
-    CROSS JOIN LATERAL (
-        SELECT j.ctid, j.state, j.claims, j.worker_id, j.cancel_requested, j.attempts,
-               j.max_attempts
-        FROM {{schema}}.jobs AS j
-        WHERE j.id = o.id
-        OFFSET 0
-        FOR UPDATE
-    ) AS c
-    WHERE c.state = 'running' AND c.claims = o.claims AND c.worker_id = p_worker;
-
-    IF v_rows IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- apply, to the rows locked above, found by their physical address (they cannot
-    -- move while we hold them): joined on the outcomes' ids, the planner, misled by
-    -- statistics of a table that changes fast, scanned the whole table or compared
-    -- every outcome with every row
-    WITH decided AS (
-        SELECT *
-        FROM unnest(v_rows, v_decided, v_outcomes, v_results, v_errors)
-            AS d(row_id, new_state, outcome, result, error)
-        WHERE d.new_state IS NOT NULL
+    -- decide and apply in one UPDATE, by primary key. The state an outcome leads to
+    -- depends on the row (cancel requested, attempts left), and so does whether it
+    -- applies (still running under that claim): a row changed meanwhile (recovered
+    -- and claimed again, cancel requested, lease extended) is waited for, and the
+    -- WHERE and every SET expression are evaluated again on its newest version.
+    -- "lease_expires_at IS NOT NULL" is "state = 'running'" (jobs_running_has_lease),
+    -- written so that the planner cannot look ids up in jobs_running_lease (whose
+    -- predicate "state = 'running'" would imply): statistics taken while no job ran
+    -- call it empty, and that was a scan of every running job per outcome. The ids
+    -- go in as one array (one primary-key descent each): joined to the outcomes
+    -- alone, the planner, misled by statistics of a table that changes fast,
+    -- scanned the whole table.
+    WITH outcomes AS (
+        SELECT o.id, o.claims, o.outcome, o.result, o.error
+        FROM jsonb_to_recordset(p_outcomes) AS o(
+            id uuid, claims integer, outcome text, result jsonb, error jsonb
+        )
     ),
     done AS (
         UPDATE {{schema}}.jobs AS j
-        SET state = d.new_state,
-            attempts = CASE WHEN d.new_state = 'pending' THEN j.attempts - 1 ELSE j.attempts END,
-            result = CASE WHEN d.new_state = 'succeeded' THEN d.result END,
+        -- the state the outcome leads to (_outcome_state) decides each column
+        SET state = {{schema}}._outcome_state(
+                d.outcome, j.cancel_requested, j.attempts, j.max_attempts),
+            attempts = CASE WHEN {{schema}}._outcome_state(
+                                 d.outcome, j.cancel_requested, j.attempts, j.max_attempts)
+                             = 'pending'
+                            THEN j.attempts - 1 ELSE j.attempts END,
+            result = CASE WHEN {{schema}}._outcome_state(
+                               d.outcome, j.cancel_requested, j.attempts, j.max_attempts)
+                           = 'succeeded'
+                          THEN d.result END,
             errors = CASE
                 WHEN d.error IS NULL THEN j.errors
                 ELSE j.errors || jsonb_build_array(
@@ -117,7 +93,10 @@ BEGIN
                                                   'outcome', d.outcome))
             END,
             scheduled_at = CASE
-                WHEN d.new_state = 'retrying' THEN p_now + make_interval(secs =>
+                WHEN {{schema}}._outcome_state(
+                         d.outcome, j.cancel_requested, j.attempts, j.max_attempts)
+                     = 'retrying'
+                THEN p_now + make_interval(secs =>
                     CASE
                         WHEN j.retry_backoff = 0 OR j.retry_limit = 0 THEN 0
                         -- compared in logarithms: factor^(attempts-1) overflows a double
@@ -130,10 +109,18 @@ BEGIN
                     * (1 + j.retry_jitter * (2 * random() - 1)))
                 ELSE j.scheduled_at
             END,
-            completed_at = CASE WHEN d.new_state IN ('succeeded', 'failed', 'cancelled') THEN p_now END,
+            completed_at = CASE WHEN {{schema}}._outcome_state(
+                                     d.outcome, j.cancel_requested, j.attempts, j.max_attempts)
+                                 IN ('succeeded', 'failed', 'cancelled')
+                                THEN p_now END,
             lease_expires_at = NULL
-        FROM decided AS d
-        WHERE j.ctid = d.row_id
+        FROM outcomes AS d
+        WHERE j.id = ANY (ARRAY(SELECT o.id FROM outcomes AS o))
+          AND j.id = d.id
+          AND j.lease_expires_at IS NOT NULL AND j.claims = d.claims
+          AND j.worker_id = p_worker
+          AND {{schema}}._outcome_state(
+                  d.outcome, j.cancel_requested, j.attempts, j.max_attempts) IS NOT NULL
         RETURNING j.id, j.state, j.workflow_id, j.step_id
     ),
     -- workflow steps: the step mirrors its job; a final state is an event for
