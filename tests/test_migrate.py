@@ -214,7 +214,9 @@ async def test_step_jobs_from_before_0008_keep_their_ids_and_complete(
     still completes and advances its workflow; new step jobs take the new ids,
     and a step job with any other id is refused by the constraint."""
     sql_dir, plpgsql_dir = _copy_sources(tmp_path)
-    (sql_dir / "0008_step_job_ids.sql").rename(tmp_path / "0008_step_job_ids.sql")
+    later = sorted(p.name for p in sql_dir.glob("*.sql") if p.name >= "0008")
+    for name in later:  # the schema as it was at 0007
+        (sql_dir / name).rename(tmp_path / name)
     app = App(pg_dsn, schema=fresh_schema)
     await app.migrate(sql_dir=sql_dir, plpgsql_dir=plpgsql_dir)
     s = sql.Identifier(fresh_schema)
@@ -246,9 +248,10 @@ async def test_step_jobs_from_before_0008_keep_their_ids_and_complete(
         ).fetchall()
         assert [row[0] for row in claimed] == [old[0]]
 
-    (tmp_path / "0008_step_job_ids.sql").rename(sql_dir / "0008_step_job_ids.sql")
+    for name in later:
+        (tmp_path / name).rename(sql_dir / name)
     report = await app.migrate(sql_dir=sql_dir, plpgsql_dir=plpgsql_dir)
-    assert report.applied == ["0008_step_job_ids"]
+    assert report.applied == [name.removesuffix(".sql") for name in later]
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         job_id, claims = claimed[0]
@@ -259,10 +262,10 @@ async def test_step_jobs_from_before_0008_keep_their_ids_and_complete(
         rows = conn.execute(
             sql.SQL(
                 "SELECT s.step_id, s.state, "
-                "j.id = md5(s.workflow_id::text || '/' || s.step_id)::uuid "
+                "j.id = {}._step_job_id(s.workflow_id, s.step_id) "
                 "FROM {}.workflow_steps AS s JOIN {}.jobs AS j ON j.id = s.job_id "
                 "WHERE s.workflow_id = %s ORDER BY s.step_id"
-            ).format(s, s),
+            ).format(s, s, s),
             (wid,),
         ).fetchall()
         assert rows == [("a", "succeeded", False), ("b", "pending", True)]

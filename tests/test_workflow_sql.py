@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import workflow_jobs as wj
 
+from worker.job import uuid7
 from worker.plugins.workflow import Workflow
 
 W = "w1"
@@ -172,6 +173,21 @@ def test_steps_made_ready_together_are_claimed_workflow_by_workflow(
         assert sorted(s for _, s in rows) == ["left", "right"]
         seen.add(str(rows[0][0]))
     assert seen == wids
+
+
+def test_step_job_ids_start_with_their_workflows_id(conn: psycopg.Connection) -> None:
+    # keyed in the order workflows are created (UUIDv7): step jobs' index entries
+    # go to the same few pages, not to random pages of a large primary key
+    wid = str(uuid7())
+    payload = {"id": wid, "name": "wf", "steps": [step(s, deps) for s, deps in DIAMOND]}
+    conn.execute("SELECT pgdag.push_workflows(%s::jsonb)", (json.dumps([payload]),))
+    complete(conn, claim(conn), advance_now=True)
+    rows = conn.execute(
+        "SELECT step_id, id::text FROM pgdag.jobs WHERE workflow_id = %s ORDER BY step_id", (wid,)
+    ).fetchall()
+    assert [s for s, _ in rows] == ["left", "right", "top"]
+    assert {i[:18] for _, i in rows} == {wid[:18]}, "first 64 bits: the workflow's"
+    assert len({i for _, i in rows}) == 3
 
 
 def test_complete_and_claim_takes_the_next_step_in_the_same_transaction(

@@ -6,7 +6,7 @@
 --   - the steps (p_step_workflows[i], p_steps[i]) with definitions p_step_jobs[i]:
 --     those _advance saw reach remaining_deps 0 in a workflow that goes on, and
 --     already linked to their job ids (a step's job id is a function of the step;
---     see migration 0008). Not looked up again.
+--     see _step_job_id). Not looked up again.
 -- Hand-off: with p_slots > 0 (complete_and_claim_jobs, for a worker process that has
 -- free slots), up to p_slots of the linked steps' new jobs are created claimed by
 -- p_worker, as claim_jobs would claim them, instead of being written as pending
