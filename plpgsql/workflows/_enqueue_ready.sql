@@ -1,12 +1,13 @@
 -- _enqueue_ready(p_ids, p_now, p_step_workflows, p_steps, p_step_jobs, p_worker,
 -- p_queues, p_slots, p_lease_seconds): create the jobs of ready steps:
 --   - every ready step (remaining_deps = 0, no job yet, workflow neither failed nor
---     completed) among all the steps of the workflows p_ids (a push, a re-push, a
---     second look), found by primary key prefix;
---   - the steps (p_step_workflows[i], p_steps[i]) with definitions p_step_jobs[i]:
---     those _advance saw reach remaining_deps 0 in a workflow that goes on, and
+--     completed) among all the steps of the workflows p_ids (a re-push, a second
+--     look), found by primary key prefix;
+--   - the steps (p_step_workflows[i], p_steps[i]) with definitions p_step_jobs[i],
 --     already linked to their job ids (a step's job id is a function of the step;
---     see _step_job_id). Not looked up again.
+--     see _step_job_id) in a workflow that goes on: the root steps of the workflows
+--     push_workflows just wrote, and the steps _advance saw reach remaining_deps 0.
+--     Not looked up again.
 -- Hand-off: with p_slots > 0 (complete_and_claim_jobs, for a worker process that has
 -- free slots), up to p_slots of the linked steps' new jobs are created claimed by
 -- p_worker, as claim_jobs would claim them, instead of being written as pending
@@ -15,7 +16,8 @@
 -- job waits in p_queues (its claim_jobs call in the same transaction came back
 -- short): these jobs are then the ones claim_jobs would take next, so the claim
 -- order (priority, then first due) is kept.
--- Callers hold the rows of those workflows locked (push_workflows, _advance).
+-- Callers hold the rows of those workflows locked (push_workflows, _update_workflow,
+-- _advance).
 -- Locks: the new job rows and the steps it links to them.
 -- Transitions: step gets its job_id (state stays pending, as its job's; running
 -- with a handed-off job, which starts with attempts and claims 1, as claimed).
@@ -66,17 +68,18 @@ BEGIN
                greatest(coalesce((c.job ->> 'scheduled_at')::timestamptz, p_now), p_now)
                    AS scheduled_at
         FROM candidates AS c
-        -- linked steps are in workflows that go on (_advance saw to it); for the
-        -- others, a key lookup per ready step (as a join, the planner may scan all
+        -- linked steps are in workflows that go on (new ones, or _advance saw to
+        -- it); for the others, a key lookup per ready step (as a join, the planner may scan all
         -- workflows)
         WHERE c.linked
            OR (SELECT w.state FROM {{schema}}.workflows AS w WHERE w.id = c.workflow_id)
               IN ('pending', 'running')
     ),
-    -- the steps handed off: linked steps only (they have dependencies, so their
-    -- workflow is running already), due, of the worker's queues; the best
-    -- priority first. The caller gives slots only when no due job waits in those
-    -- queues (its claim just now came back short), so the claim order is kept.
+    -- the steps handed off: linked steps only (with slots, the caller is _advance:
+    -- they have dependencies, so their workflow is running already), due, of the
+    -- worker's queues; the best priority first. The caller gives slots only when no
+    -- due job waits in those queues (its claim just now came back short), so the
+    -- claim order is kept.
     handoff AS (
         SELECT r.workflow_id, r.step_id
         FROM ready AS r
