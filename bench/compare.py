@@ -58,10 +58,17 @@ from typing import Any
 
 import psycopg
 
-from bench import ceiling, chancy_env, jobs, report, workflows
+from bench import ceiling, chancy_env, jobs, report
 from bench.common import ROOT, fresh_app, git_dirty, git_sha, print_table, write_json
 from bench.procstat import CpuMeter, postmaster_of
-from bench.runs import RunError, Shape, fresh_database, meter_window, per_1k
+from bench.runs import (
+    RunError,
+    Shape,
+    fresh_database,
+    measured_workflows,
+    meter_window,
+    per_1k,
+)
 from bench.scale import big_run, scale_run
 from worker import Worker
 from worker.embedded import resolve_dsn
@@ -112,32 +119,19 @@ QUICK = {
 async def pgdag_workload(
     admin: str, shape: Shape, args: argparse.Namespace, postmaster: int | None
 ) -> dict[str, Any]:
+    if shape.kind != "noop":
+        return await measured_workflows(admin, shape, args, postmaster)
     async with fresh_database(admin) as (dsn, database):
         resources: dict[str, Any] = {}
-        window = meter_window(postmaster, database, resources)
-        if shape.kind == "noop":
-            async with (
-                fresh_app(dsn) as app,
-                Worker(
-                    app,
-                    processes=args.processes,
-                    queues=[jobs.QUEUE],
-                    concurrency=args.concurrency,
-                ) as pool,
-            ):
-                result: dict[str, Any] = await jobs.push_and_drain(
-                    app, pool, shape.count, window=window
-                )
-        else:
-            result = await workflows.run_workflows(
-                dsn,
-                shape.builder(),
-                shape.count,
-                processes=args.processes,
-                concurrency=args.concurrency,
-                window=window,
+        async with (
+            fresh_app(dsn) as app,
+            Worker(
+                app, processes=args.processes, queues=[jobs.QUEUE], concurrency=args.concurrency
+            ) as pool,
+        ):
+            result = await jobs.push_and_drain(
+                app, pool, shape.count, window=meter_window(postmaster, database, resources)
             )
-            result.pop("meta", None)
     return {**result, **per_1k(resources, result["steps"])}
 
 

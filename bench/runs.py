@@ -4,10 +4,11 @@ figures."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,3 +102,31 @@ def per_1k(resources: dict[str, Any], steps: int) -> dict[str, Any]:
         value = resources.get(key)
         out[f"{key}_per_1k"] = value / steps * 1000 if value is not None and steps else None
     return out
+
+
+async def measured_workflows(
+    admin: str,
+    shape: Shape,
+    args: argparse.Namespace,
+    postmaster: int | None,
+    *,
+    prepare: Callable[[App], Awaitable[Any]] | None = None,
+    wrap: Callable[[Window], Window] | None = None,
+) -> dict[str, Any]:
+    """One pgdag run of ``shape``'s workflows in a fresh database, measured
+    (:func:`meter_window`, which ``wrap`` may wrap), with per-1,000-step figures;
+    ``prepare`` runs before the push (see :func:`bench.workflows.run_workflows`)."""
+    async with fresh_database(admin) as (dsn, database):
+        resources: dict[str, Any] = {}
+        window = meter_window(postmaster, database, resources)
+        result = await workflows.run_workflows(
+            dsn,
+            shape.builder(),
+            shape.count,
+            processes=args.processes,
+            concurrency=args.concurrency,
+            prepare=prepare,
+            window=wrap(window) if wrap is not None else window,
+        )
+    result.pop("meta", None)
+    return {**result, **per_1k(resources, result["steps"])}

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from bench import workflows
 from bench.common import Window
-from bench.runs import RunError, Shape, fresh_database, meter_window, per_1k
+from bench.runs import RunError, Shape, measured_workflows
 from worker import App, Worker
 from worker.plugins.workflow import Workflow, WorkflowPlugin
 
@@ -84,34 +84,19 @@ def idle_window(base: Window, count: int, info: dict[str, Any]) -> Window:
 async def scale_run(
     admin: str, idle: int, diamonds: int, args: argparse.Namespace, postmaster: int | None
 ) -> dict[str, Any]:
-    async with fresh_database(admin) as (dsn, database):
-        resources: dict[str, Any] = {}
-        info: dict[str, Any] = {"idle_build_seconds": 0.0}
-        result = await workflows.run_workflows(
-            dsn,
-            Shape("diamond", diamonds).builder(),
-            diamonds,
-            processes=args.processes,
-            concurrency=args.concurrency,
-            prepare=idle_workflows(idle, info),
-            window=idle_window(meter_window(postmaster, database, resources), idle, info),
-        )
-    result.pop("meta", None)
-    return {**result, **info, **per_1k(resources, result["steps"])}
+    info: dict[str, Any] = {"idle_build_seconds": 0.0}
+    result = await measured_workflows(
+        admin,
+        Shape("diamond", diamonds),
+        args,
+        postmaster,
+        prepare=idle_workflows(idle, info),
+        wrap=lambda window: idle_window(window, idle, info),
+    )
+    return {**result, **info}
 
 
 async def big_run(
     admin: str, width: int, args: argparse.Namespace, postmaster: int | None
 ) -> dict[str, Any]:
-    async with fresh_database(admin) as (dsn, database):
-        resources: dict[str, Any] = {}
-        result = await workflows.run_workflows(
-            dsn,
-            Shape("fan", 1, width).builder(),
-            1,
-            processes=args.processes,
-            concurrency=args.concurrency,
-            window=meter_window(postmaster, database, resources),
-        )
-    result.pop("meta", None)
-    return {**result, **per_1k(resources, result["steps"])}
+    return await measured_workflows(admin, Shape("fan", 1, width), args, postmaster)
