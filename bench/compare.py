@@ -20,14 +20,19 @@ settings / chancy at its defaults, workload by workload, ``--repeat`` times.
   versions of the workloads (fewer workflows, a fan-out 10 wide), once unless
   --defaults-repeat.
 - Ceiling: :mod:`bench.ceiling` (bare SQL claim + complete + enqueue successor).
-- Scale (pgdag, :mod:`bench.scale`): diamonds x1,000 with 0, 10,000 and 100,000 idle *running*
-  workflows present: each idle workflow is ``start -> later``; ``start`` runs
+- Scale (pgdag, :mod:`bench.scale`): diamonds x5,000 with 0, 10,000 and 100,000 idle *running*
+  workflows present. First as many diamonds as are measured run to completion,
+  so that every run, none present included, is measured on a warm pool. Each
+  idle workflow is ``start -> later``; ``start`` runs
   (so the workflow is running), ``later``'s job is scheduled a year ahead in
   the same queue. They are pushed 10,000 per ``push_many`` call to the running
   pool, which runs their first steps; then ``VACUUM ANALYZE`` of the schema's
   tables and a ``CHECKPOINT`` (where allowed), so that the measurement sees the
   idle workflows rather than the after-effects of having just run 100,000 jobs
-  (the same is done with none present). And one workflow of 10,000
+  (the same is done with none present). The counts run in a different order
+  in each repetition, and each run with idle workflows is compared with the run
+  without them of the same repetition (the median of these paired changes is
+  what "flat" is judged on). And one workflow of 10,000
   steps (1 -> 9,998 -> 1): push and completion time.
 - Resources (:mod:`bench.procstat`, from /proc): CPU seconds per 1,000 steps of
   the pool (pgdag: the worker processes and this process, which pushes and
@@ -278,7 +283,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     if "workload" not in sections:
         defaults_repeat = 0
     idle_counts = [0, 200] if args.quick else [int(n) for n in args.idle.split(",")]
-    scale_diamonds = 20 if args.quick else 1000
+    scale_diamonds = 20 if args.quick else args.scale_diamonds
     big_width = 98 if args.quick else 9998
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -327,10 +332,16 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         if "ceiling" in sections:
             bare = ceiling_run(admin, args, postmaster)
             await record("ceiling", "ceiling", report.SQL, rep, "bare SQL, batches of 100", bare)
-        for idle in idle_counts if "scale" in sections else []:
+        # each rep in another order (no count always first, after the ceiling run); each
+        # run with idle workflows is also compared with the run without, of its own rep
+        order = idle_counts[rep % len(idle_counts) :] + idle_counts[: rep % len(idle_counts)]
+        rates: dict[int, dict[str, Any]] = {}
+        for idle in order if "scale" in sections else []:
             label = f"diamond x{scale_diamonds:,}, {idle:,} idle"
             scaled = scale_run(admin, idle, scale_diamonds, args, postmaster)
             await record("scale", f"idle {idle:,}", report.PGDAG, rep, label, scaled)
+            rates[idle] = runs[-1]["result"]
+        report.pair_with_none(rates)
         if "big" in sections:
             big = big_run(admin, big_width, args, postmaster)
             await record("big", "one workflow", report.PGDAG, rep, f"1-{big_width:,}-1 (x1)", big)
@@ -423,6 +434,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--idle",
         default="0,10000,100000",
         help="idle running workflows present in the scale runs (default 0,10000,100000)",
+    )
+    parser.add_argument(
+        "--scale-diamonds",
+        type=int,
+        default=5000,
+        help="diamonds per scale run (default 5,000: a 1,000-diamond run lasts 0.3 s, too short "
+        "to tell 10 %% from this machine's noise)",
     )
     parser.add_argument(
         "--only", default=None, help="comma list of sections: workload,ceiling,scale,big"

@@ -107,6 +107,36 @@ def median(
     return entry["metrics"][key]["median"]
 
 
+def pair_with_none(results: dict[int, dict[str, Any]]) -> None:
+    """Give each scale result with idle workflows present ``vs_none``: its steps/s
+    against the run of the same repetition with none present, minus 1. Runs minutes
+    apart on this machine differ more than runs side by side, so flatness is judged
+    on these paired changes (their median), not on the ratio of two medians."""
+    base = results.get(0, {}).get("steps_per_s")
+    for idle, result in results.items():
+        rate = result.get("steps_per_s")
+        if idle and base and rate:
+            result["vs_none"] = rate / base - 1
+
+
+def _changes(summary: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Scale: idle count -> change of diamond steps/s against none present (the
+    median of the paired changes; the ratio of medians for older JSON without them)."""
+    scale = [e for e in summary if e["section"] == "scale" and "steps_per_s" in e["metrics"]]
+    base = median(summary, "scale", "idle 0", PGDAG, "steps_per_s")
+    changes = {}
+    for e in scale:
+        if e["workload"] == "idle 0":
+            continue
+        if "vs_none" in e["metrics"]:
+            changes[e["workload"].removeprefix("idle ")] = e["metrics"]["vs_none"]["median"]
+        elif base:
+            changes[e["workload"].removeprefix("idle ")] = (
+                e["metrics"]["steps_per_s"]["median"] / base - 1
+            )
+    return changes
+
+
 # -- targets -------------------------------------------------------------------------
 
 
@@ -128,18 +158,7 @@ def targets(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     chancy = median(summary, "workload", "diamond", FASTEST, "steps_per_s")
     drain = median(summary, "workload", "noop", PGDAG, "drain_jobs_per_s")
     ceiling = median(summary, "ceiling", "ceiling", SQL, "steps_per_s")
-
-    scale = [e for e in summary if e["section"] == "scale" and "steps_per_s" in e["metrics"]]
-    base = next((e for e in scale if e["workload"] == "idle 0"), None)
-    others = [e for e in scale if e is not base]
-    changes: dict[str, float] = {}
-    if base is not None:
-        reference = base["metrics"]["steps_per_s"]["median"]
-        changes = {
-            e["workload"].removeprefix("idle "): e["metrics"]["steps_per_s"]["median"] / reference
-            - 1
-            for e in others
-        }
+    changes = _changes(summary)
 
     return [
         _target(
@@ -162,10 +181,9 @@ def targets(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         ),
         _target(
             "diamonds flat against idle running workflows (within 10%)",
-            min(changes.values()) if changes else None,
+            max(changes.values(), key=abs) if changes else None,
             lambda _: ", ".join(f"{k}: {v:+.0%}" for k, v in changes.items()),
-            # slower by more than 10% fails; faster is noise, not a cost
-            lambda worst: "pass" if worst >= -0.10 else "fail",
+            lambda _: "pass" if all(abs(v) <= 0.10 for v in changes.values()) else "fail",
         ),
     ]
 
@@ -268,21 +286,27 @@ def ceiling_table(summary: Sequence[dict[str, Any]], systems: Sequence[str]) -> 
 def scale_table(summary: Sequence[dict[str, Any]]) -> Table:
     entries = [e for e in summary if e["section"] == "scale"]
     entries.sort(key=lambda e: int(e["workload"].split()[1].replace(",", "")))
-    base = median(summary, "scale", "idle 0", PGDAG, "steps_per_s")
+    changes = _changes(summary)
     rows = []
     for e in entries:
-        value = e["metrics"].get("steps_per_s", {}).get("median")
+        count = e["workload"].removeprefix("idle ")
+        change = "-" if count not in changes else f"{changes[count]:+.1%}"
+        if "vs_none" in e["metrics"] and e["metrics"]["vs_none"]["n"] > 1:
+            m = e["metrics"]["vs_none"]
+            change += f" ({m['min']:+.1%} to {m['max']:+.1%})"
         rows.append(
             [
-                e["workload"].replace("idle ", "") + " idle running workflows",
+                f"{count} idle running workflows",
                 _cell(e, "steps_per_s"),
-                f"{value / base - 1:+.1%}" if value and base else "-",
+                "+0.0%" if count == "0" else change,
                 _cell(e, "job_hop_ms_p50"),
                 _cell(e, "idle_build_seconds"),
             ]
         )
+    measured = entries[0]["shape"].rsplit(", ", 1)[0] if entries else "diamonds"
     return (
-        "pgdag diamonds (x1,000 each) with idle running workflows present",
+        f"pgdag {measured} with idle running workflows present (vs none: the change against "
+        "the run with none present of the same repetition, median (min to max))",
         ["present", "steps/s", "vs none", "hop p50 ms", "building them s"],
         rows,
     )
