@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from worker.queries import STEP_STARTED, STEP_STATE
+
 W = "w1"
 
 
@@ -70,8 +72,8 @@ def complete_and_claim(
 
 def step_job(conn: psycopg.Connection, wid: str, step: str) -> tuple[Any, ...]:
     row = conn.execute(
-        "SELECT j.id::text, j.state, s.state, j.worker_id, j.attempts, j.claims, "
-        "j.lease_expires_at IS NOT NULL, s.started_at IS NOT NULL "
+        f"SELECT j.id::text, j.state, {STEP_STATE}, j.worker_id, j.attempts, j.claims, "
+        f"j.lease_expires_at IS NOT NULL, {STEP_STARTED} IS NOT NULL "
         "FROM pgdag.workflow_steps AS s JOIN pgdag.jobs AS j ON j.id = s.job_id "
         "WHERE s.workflow_id = %s AND s.step_id = %s",
         (wid, step),

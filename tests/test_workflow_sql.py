@@ -13,6 +13,7 @@ import workflow_jobs as wj
 
 from worker.job import uuid7
 from worker.plugins.workflow import Workflow
+from worker.queries import STEP_STATE, Queries
 
 W = "w1"
 
@@ -71,9 +72,12 @@ def advance(conn: psycopg.Connection, limit: int = 1000) -> tuple[int, int, int]
 
 
 def steps(conn: psycopg.Connection, wid: str) -> dict[str, tuple[str, bool, int]]:
+    """Each step's state as readers see it (running while its job runs), whether it
+    has its job, and its count of dependencies left."""
     rows = conn.execute(
-        "SELECT step_id, state, job_id IS NOT NULL, remaining_deps FROM pgdag.workflow_steps "
-        "WHERE workflow_id = %s",
+        f"SELECT s.step_id, {STEP_STATE}, s.job_id IS NOT NULL, s.remaining_deps "
+        "FROM pgdag.workflow_steps AS s LEFT JOIN pgdag.jobs AS j ON j.id = s.job_id "
+        "WHERE s.workflow_id = %s",
         (wid,),
     ).fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
@@ -129,6 +133,42 @@ def test_diamond_advances_step_by_step_to_completed(conn: psycopg.Connection) ->
     advance(conn)
     assert workflow(conn, wid) == ("completed", 4, 4)
     assert advance(conn) == (0, 0, 0), "nothing left to do"
+
+
+def test_a_claimed_step_reads_as_running_from_its_job_and_keeps_its_first_start(
+    conn: psycopg.Connection,
+) -> None:
+    """claim_jobs does not write the step row (one write less per step on the hot
+    path): readers take "running" and the start from the job; the completion writes
+    the first attempt's start to the step, and a retry does not move it."""
+    wid = push(conn, [("a", [])], max_attempts=2)
+    fetch = Queries("pgdag").fetch_workflows_query
+
+    def shown() -> dict[str, Any]:
+        row = conn.execute(fetch, {"states": None, "ids": [wid], "limit": 1}).fetchone()
+        assert row is not None
+        return row[6][0]
+
+    first = claim(conn)
+    stored = conn.execute(
+        "SELECT s.state, s.started_at, j.started_at FROM pgdag.workflow_steps AS s "
+        "JOIN pgdag.jobs AS j ON j.id = s.job_id WHERE s.workflow_id = %s",
+        (wid,),
+    ).fetchone()
+    assert stored is not None and stored[:2] == ("pending", None), "the claim left the row"
+    started = stored[2]
+    assert shown()["state"] == "running"
+    assert shown()["started_at"] is not None
+
+    complete(conn, first, a="failed")
+    assert shown()["state"] == "retrying"
+    conn.execute("UPDATE pgdag.jobs SET scheduled_at = now() - interval '1 minute'")
+    claim(conn)
+    assert shown()["state"] == "running", "running again, on its second attempt"
+    row = conn.execute(
+        "SELECT started_at FROM pgdag.workflow_steps WHERE workflow_id = %s", (wid,)
+    ).fetchone()
+    assert row == (started,), "the step keeps the start of its first attempt"
 
 
 def test_completion_advances_its_workflows_in_the_same_transaction(

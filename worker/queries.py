@@ -29,6 +29,13 @@ class Claimed(NamedTuple):
     max_attempts: int
 
 
+# A step's row is not written when its job is claimed (claim_jobs spares that write on
+# the hot path): while the job runs, the step's state and first start are the job's.
+# complete_jobs writes both to the step with the outcome. (s: the step, j: its job.)
+STEP_STATE = "CASE WHEN j.state = 'running' THEN 'running' ELSE s.state END"
+STEP_STARTED = "coalesce(s.started_at, j.started_at)"
+
+
 class Queries:
     def __init__(self, schema: str) -> None:
         s = sql.Identifier(schema)
@@ -65,9 +72,10 @@ class Queries:
             "SELECT w.id, w.name, w.state, w.created_at, w.updated_at, w.completed_at, "
             "(SELECT coalesce(jsonb_agg(jsonb_build_object("
             "'step_id', s.step_id, 'job', s.job, 'dependencies', s.dependencies, "
-            "'state', s.state, 'job_id', s.job_id, 'started_at', s.started_at, "
+            f"'state', {STEP_STATE}, 'job_id', s.job_id, 'started_at', {STEP_STARTED}, "
             "'completed_at', s.completed_at) ORDER BY s.position), '[]') "
-            "FROM {s}.workflow_steps AS s WHERE s.workflow_id = w.id) AS steps "
+            "FROM {s}.workflow_steps AS s LEFT JOIN {s}.jobs AS j ON j.id = s.job_id "
+            "WHERE s.workflow_id = w.id) AS steps "
             "FROM {s}.workflows AS w "
             "WHERE (%(states)s::text[] IS NULL OR w.state = ANY(%(states)s)) "
             "AND (%(ids)s::uuid[] IS NULL OR w.id = ANY(%(ids)s)) "
@@ -75,8 +83,8 @@ class Queries:
         )
         self.workflow_states_query = q("SELECT id, state FROM {s}.workflows WHERE id = ANY(%s)")
         self.step_timings_query = q(
-            "SELECT step_id, started_at, completed_at FROM {s}.workflow_steps "
-            "WHERE workflow_id = %s"
+            f"SELECT s.step_id, {STEP_STARTED}, s.completed_at FROM {{s}}.workflow_steps AS s "
+            "LEFT JOIN {s}.jobs AS j ON j.id = s.job_id WHERE s.workflow_id = %s"
         )
         self.nudge_workflow = q("INSERT INTO {s}.workflow_events (workflow_id) VALUES (%s)")
         self._schema = s
@@ -103,10 +111,10 @@ class Queries:
             "(SELECT coalesce(jsonb_agg(jsonb_build_object("
             "'step_id', s.step_id, 'func', s.job ->> 'func', "
             "'queue', coalesce(j.queue, s.job ->> 'queue', 'default'), "
-            "'dependencies', s.dependencies, 'state', s.state, 'job_id', s.job_id, "
+            f"'dependencies', s.dependencies, 'state', {STEP_STATE}, 'job_id', s.job_id, "
             "'attempts', coalesce(j.attempts, 0), "
             "'max_attempts', coalesce(j.max_attempts, (s.job ->> 'max_attempts')::integer, 1), "
-            "'started_at', s.started_at, 'completed_at', s.completed_at, "
+            f"'started_at', {STEP_STARTED}, 'completed_at', s.completed_at, "
             "'errors', coalesce(j.errors, '[]'::jsonb)) ORDER BY s.position), '[]') "
             "FROM {s}.workflow_steps AS s LEFT JOIN {s}.jobs AS j ON j.id = s.job_id "
             "WHERE s.workflow_id = w.id) AS steps "

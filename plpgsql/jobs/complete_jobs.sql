@@ -121,13 +121,15 @@ BEGIN
           AND j.worker_id = p_worker
           AND {{schema}}._outcome_state(
                   d.outcome, j.cancel_requested, j.attempts, j.max_attempts) IS NOT NULL
-        RETURNING j.id, j.state, j.workflow_id, j.step_id
+        RETURNING j.id, j.state, j.workflow_id, j.step_id, j.started_at
     ),
-    -- workflow steps: the step mirrors its job; a final state is an event for
+    -- workflow steps: the step mirrors its job, and keeps the start of its first
+    -- attempt (claim_jobs does not write the step); a final state is an event for
     -- _advance below
     steps AS (
         UPDATE {{schema}}.workflow_steps AS s
         SET state = x.state,
+            started_at = coalesce(s.started_at, x.started_at),
             completed_at = CASE WHEN x.state IN ('succeeded', 'failed', 'cancelled') THEN p_now END
         FROM done AS x
         WHERE x.workflow_id IS NOT NULL

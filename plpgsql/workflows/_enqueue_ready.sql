@@ -19,8 +19,8 @@
 -- Callers hold the rows of those workflows locked (push_workflows, _update_workflow,
 -- _advance).
 -- Locks: the new job rows and the steps it links to them.
--- Transitions: step gets its job_id (state stays pending, as its job's; running
--- with a handed-off job, which starts with attempts and claims 1, as claimed).
+-- Transitions: step gets its job_id (its state stays pending; a handed-off job
+-- starts running, with attempts and claims 1, as claimed).
 -- A step whose job cannot be inserted because an unrelated unfinished job holds its
 -- unique_key is not linked to that job (a linked one is unlinked): it stays ready
 -- and its workflow is looked at again a second later (an event with available_at
@@ -124,15 +124,14 @@ BEGIN
         ON CONFLICT DO NOTHING
         RETURNING id, workflow_id, step_id, queue, scheduled_at, state
     ),
-    -- link the others; a handed-off step starts running
+    -- link the others (a handed-off step is linked already, and its job tells that
+    -- it runs, as for a claimed one)
     linked AS (
         UPDATE {{schema}}.workflow_steps AS s
-        SET job_id = c.id,
-            state = c.state,
-            started_at = CASE WHEN c.state = 'running' THEN p_now END
+        SET job_id = c.id
         FROM inserted AS c
         JOIN ready AS r ON r.workflow_id = c.workflow_id AND r.step_id = c.step_id
-        WHERE (NOT r.linked OR c.state = 'running')
+        WHERE NOT r.linked
           AND s.workflow_id = c.workflow_id AND s.step_id = c.step_id
     )
     SELECT (SELECT count(*) FROM ready)::integer, count(*)::integer,

@@ -16,6 +16,7 @@ BEGIN
     WITH steps AS (
         UPDATE {{schema}}.workflow_steps AS s
         SET state = j.state,
+            started_at = coalesce(s.started_at, j.started_at),
             completed_at = CASE WHEN j.state IN ('succeeded', 'failed', 'cancelled') THEN p_now END
         FROM {{schema}}.jobs AS j
         WHERE j.id = ANY (p_job_ids)

@@ -67,7 +67,8 @@ BEGIN
         state = CASE
             WHEN c.failed THEN 'failed'
             WHEN c.succeeded = c.total THEN 'completed'
-            WHEN c.started THEN 'running'
+            -- a claim makes a workflow running without writing its step
+            WHEN c.started OR w.state = 'running' THEN 'running'
             ELSE 'pending'
         END,
         completed_at = CASE
