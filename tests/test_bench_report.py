@@ -109,3 +109,32 @@ def test_results_md_keeps_the_hand_written_history(report: ModuleType, tmp_path:
     assert "def5678" in second and "abc1234" not in second
     assert second.count(report.BEGIN) == 1
     assert second.endswith("\nmore hand-written text\n")
+
+
+def _scale_runs(report: ModuleType, pairs: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Scale runs, one (0 idle, 100,000 idle) pair of steps/s per repetition,
+    paired as bench compare pairs them."""
+    runs = []
+    for rep, (none, idle) in enumerate(pairs):
+        results = {0: {"steps_per_s": none}, 100_000: {"steps_per_s": idle}}
+        report.pair_with_none(results)
+        for count, result in results.items():
+            runs.append(_run("scale", f"idle {count:,}", "pgdag", rep, **result))
+    return runs
+
+
+def test_flatness_is_judged_on_changes_paired_by_repetition(report: ModuleType) -> None:
+    # one repetition hit a slow spell: the ratio of the medians (5,880 / 8,000)
+    # would say -26 %, each repetition's own comparison says -3 %, -2 %, -38 %
+    runs = _scale_runs(report, [(10000.0, 9700.0), (6000.0, 5880.0), (8000.0, 5000.0)])
+    summary = report.summarise(runs)
+    flat = report.targets(summary)[3]
+    assert (flat["result"], flat["measured"]) == ("pass", "100,000: -3%")
+    _title, _headers, rows = report.scale_table(summary)
+    assert [row[2] for row in rows] == ["+0.0%", "-3.0% (-37.5% to -2.0%)"]
+
+
+def test_flatness_fails_beyond_ten_percent_either_way(report: ModuleType) -> None:
+    runs = _scale_runs(report, [(8000.0, 9200.0), (8000.0, 9000.0), (8000.0, 9600.0)])
+    flat = report.targets(report.summarise(runs))[3]
+    assert (flat["result"], flat["measured"]) == ("fail", "100,000: +15%")
