@@ -49,14 +49,18 @@ BEGIN
     -- v_all_new (the usual case) spares the id-by-id search of v_new below: with
     -- 10,000 workflows in one call that search was 10^8 comparisons
 
-    -- new workflows: steps, dependents and counters straight from the input
+    -- new workflows: steps, dependents and counters straight from the input. The
+    -- steps are read as typed records (a JSON array becomes a text[] as it is read):
+    -- 10 % of this statement's time went to a sub-select per step that built the
+    -- dependency array element by element
     WITH input AS MATERIALIZED (
-        SELECT (w ->> 'id')::uuid AS wid, x.e ->> 'step_id' AS step_id, x.e -> 'job' AS job,
-               x.ord::integer AS ord,
-               ARRAY(SELECT jsonb_array_elements_text(x.e -> 'dependencies')) AS deps
-        FROM jsonb_array_elements(p_workflows) AS w
-        CROSS JOIN LATERAL jsonb_array_elements(w -> 'steps') WITH ORDINALITY AS x(e, ord)
-        WHERE v_all_new OR (w ->> 'id')::uuid = ANY (v_new)
+        SELECT w.id AS wid, x.step_id, x.job, x.ord::integer AS ord,
+               coalesce(x.dependencies, '{}') AS deps
+        FROM jsonb_to_recordset(p_workflows) AS w(id uuid, steps jsonb)
+        CROSS JOIN LATERAL ROWS FROM (
+            jsonb_to_recordset(w.steps) AS (step_id text, job jsonb, dependencies text[])
+        ) WITH ORDINALITY AS x(step_id, job, dependencies, ord)
+        WHERE v_all_new OR w.id = ANY (v_new)
     ),
     reverse_edges AS (
         SELECT i.wid, d.dep, array_agg(i.step_id ORDER BY i.ord) AS dependents
