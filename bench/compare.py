@@ -335,13 +335,13 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         # each rep in another order (no count always first, after the ceiling run); each
         # run with idle workflows is also compared with the run without, of its own rep
         order = idle_counts[rep % len(idle_counts) :] + idle_counts[: rep % len(idle_counts)]
-        rates: dict[int, dict[str, Any]] = {}
+        by_idle: dict[int, dict[str, Any]] = {}
         for idle in order if "scale" in sections else []:
             label = f"diamond x{scale_diamonds:,}, {idle:,} idle"
             scaled = scale_run(admin, idle, scale_diamonds, args, postmaster)
             await record("scale", f"idle {idle:,}", report.PGDAG, rep, label, scaled)
-            rates[idle] = runs[-1]["result"]
-        report.pair_with_none(rates)
+            by_idle[idle] = runs[-1]["result"]
+        report.pair_with_none(by_idle)
         if "big" in sections:
             big = big_run(admin, big_width, args, postmaster)
             await record("big", "one workflow", report.PGDAG, rep, f"1-{big_width:,}-1 (x1)", big)
