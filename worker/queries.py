@@ -31,7 +31,9 @@ class Claimed(NamedTuple):
 
 # A step's row is not written when its job is claimed (claim_jobs spares that write on
 # the hot path): while the job runs, the step's state and first start are the job's.
-# complete_jobs writes both to the step with the outcome. (s: the step, j: its job.)
+# complete_jobs writes both to the step with the outcome. Readers of steps go through
+# STEPS_WITH_JOBS, whose aliases (s: the step, j: its job) the two expressions use.
+STEPS_WITH_JOBS = "{s}.workflow_steps AS s LEFT JOIN {s}.jobs AS j ON j.id = s.job_id"
 STEP_STATE = "CASE WHEN j.state = 'running' THEN 'running' ELSE s.state END"
 STEP_STARTED = "coalesce(s.started_at, j.started_at)"
 
@@ -74,8 +76,7 @@ class Queries:
             "'step_id', s.step_id, 'job', s.job, 'dependencies', s.dependencies, "
             f"'state', {STEP_STATE}, 'job_id', s.job_id, 'started_at', {STEP_STARTED}, "
             "'completed_at', s.completed_at) ORDER BY s.position), '[]') "
-            "FROM {s}.workflow_steps AS s LEFT JOIN {s}.jobs AS j ON j.id = s.job_id "
-            "WHERE s.workflow_id = w.id) AS steps "
+            f"FROM {STEPS_WITH_JOBS} WHERE s.workflow_id = w.id) AS steps "
             "FROM {s}.workflows AS w "
             "WHERE (%(states)s::text[] IS NULL OR w.state = ANY(%(states)s)) "
             "AND (%(ids)s::uuid[] IS NULL OR w.id = ANY(%(ids)s)) "
@@ -83,8 +84,8 @@ class Queries:
         )
         self.workflow_states_query = q("SELECT id, state FROM {s}.workflows WHERE id = ANY(%s)")
         self.step_timings_query = q(
-            f"SELECT s.step_id, {STEP_STARTED}, s.completed_at FROM {{s}}.workflow_steps AS s "
-            "LEFT JOIN {s}.jobs AS j ON j.id = s.job_id WHERE s.workflow_id = %s"
+            f"SELECT s.step_id, {STEP_STARTED}, s.completed_at FROM {STEPS_WITH_JOBS} "
+            "WHERE s.workflow_id = %s"
         )
         self.nudge_workflow = q("INSERT INTO {s}.workflow_events (workflow_id) VALUES (%s)")
         self._schema = s
@@ -116,8 +117,7 @@ class Queries:
             "'max_attempts', coalesce(j.max_attempts, (s.job ->> 'max_attempts')::integer, 1), "
             f"'started_at', {STEP_STARTED}, 'completed_at', s.completed_at, "
             "'errors', coalesce(j.errors, '[]'::jsonb)) ORDER BY s.position), '[]') "
-            "FROM {s}.workflow_steps AS s LEFT JOIN {s}.jobs AS j ON j.id = s.job_id "
-            "WHERE s.workflow_id = w.id) AS steps "
+            f"FROM {STEPS_WITH_JOBS} WHERE s.workflow_id = w.id) AS steps "
             "FROM {s}.workflows AS w WHERE w.id = %s"
         )
         self.api_list_jobs = q(

@@ -1,9 +1,9 @@
 -- _sync_steps(p_job_ids, p_now): after jobs changed state outside the hot paths
 -- (recover_jobs, cancel_job), make their workflow steps follow, and queue an event
--- for each step that reached a final state. (claim_jobs and complete_jobs do the same
--- inline, in their single statement.)
+-- for each step that reached a final state. (complete_jobs does the same inline, in
+-- its single statement; a claim does not write the step, see claim_jobs.)
 -- Locks: the steps it updates.
--- Transitions: step state := its job's state.
+-- Transitions: step state := its job's state; the step keeps its first start.
 -- Returns the number of events queued; notifies <schema>.workflows when any, so that
 -- a worker process advances those workflows.
 CREATE OR REPLACE FUNCTION {{schema}}._sync_steps(p_job_ids uuid[], p_now timestamptz)
